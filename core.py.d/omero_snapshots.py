@@ -1,0 +1,28 @@
+"""OMERO snapshots: PREP entry points. Copy to /etc/irods/core.py.d/ (see docs/install.md).
+
+Thin by design: every decision lives in the `policy` package installed for the
+server's python3. Only the names in __all__ become rules of `core`.
+"""
+
+from policy import rules as _rules
+
+_entry = _rules.bind(_rules.default_config_dir(__file__))
+
+# The upload PEP: python-irodsclient and iput uploads both fire it (prep-observed.md).
+pep_resource_modified_post = _entry.pep_resource_modified_post
+# The delayed rule scheduled by the PEP, run by the delay server as the service account.
+omero_snapshots_process_drop = _entry.process_drop
+# Admin rules (rodsadmin, through irule); their JSON result is written to the last argument.
+omero_snapshots_enrol = _entry.enrol
+omero_snapshots_unenrol = _entry.unenrol
+omero_snapshots_list = _entry.list_snapshots
+omero_snapshots_status = _entry.status
+
+__all__ = [
+    "pep_resource_modified_post",
+    "omero_snapshots_process_drop",
+    "omero_snapshots_enrol",
+    "omero_snapshots_unenrol",
+    "omero_snapshots_list",
+    "omero_snapshots_status",
+]

@@ -1,0 +1,381 @@
+"""Ingest one drop: validate, map, place without overwriting, record, hand over.
+
+Runs in the delayed rule as the service account (a plain rodsuser), so every
+step uses that account's own rights. Order matters and is the privilege
+model (reference/prep-observed.md, round 5): every write first, then `own`
+to the mapped user, and as the very last step the service account lowers
+itself to `read`, after which it can no longer change the snapshot.
+
+Re-running a drop is idempotent: the snapshot name is derived from the drop
+alone, an existing snapshot carrying this drop's id is resumed, and any
+other object at a computed path is left alone and the next name is used.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+from dataclasses import dataclass
+from typing import Callable, List, Optional, Tuple
+
+from policy import vocabulary as V
+from policy.config import PolicyConfig
+from policy.errors import AlreadyExists, IrodsError, NotFound
+from policy.identity import resolve_identity
+from policy.manifest import Manifest, ManifestError, parse_manifest
+from policy.mapping import UserMapping
+from policy.placement import PlacementError, candidate, is_safe_drop_id, snapshot_name, snapshot_root
+from policy.zone import COLLECTION, DATA_OBJECT, Avu, Zone, basename_of
+
+POLICY_VERSION = "1"
+MANIFEST_NAME = "manifest.json"
+MAX_NAME_ATTEMPTS = 50
+
+log = logging.getLogger("omero_snapshots.ingest")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to a drop: the status OMERO, the CLI and imeta all read."""
+
+    drop_id: str
+    status: str
+    reason: Optional[str] = None
+    snapshot: Optional[str] = None
+    irods_user: Optional[str] = None
+    location: Optional[str] = None  # where the drop's status AVUs are (landing, quarantine or snapshot)
+
+    def to_dict(self) -> dict:
+        return {"drop": self.drop_id, "status": self.status, "reason": self.reason, "snapshot": self.snapshot,
+                "irods_user": self.irods_user, "location": self.location}
+
+
+class Refused(Exception):
+    """The drop's input is wrong: quarantine it with this reason."""
+
+    def __init__(self, reason: str, rule: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.rule = rule
+
+
+def utc_now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# ---------------------------------------------------------------------- status
+def set_status(zone: Zone, path: str, status: str, reason: Optional[str] = None,
+               extra: Optional[dict] = None) -> None:
+    """Replace status and reason in ONE atomic metadata call (readers never see a half update)."""
+    wanted = {V.STATUS: status, V.UPDATED: utc_now(), V.REASON: reason or "-"}
+    if extra:
+        wanted.update(extra)
+    ops = V.replace_ops(zone.metadata(path), wanted)
+    if ops:
+        zone.apply_metadata(path, ops)
+
+
+def drop_status(zone: Zone, config: PolicyConfig, drop_id: str) -> Outcome:
+    """Where a drop is now and what state it is in, from the AVUs alone."""
+    landing = config.landing_collection + "/" + drop_id
+    for path in (landing, config.quarantine_collection + "/" + drop_id):
+        try:
+            avus = zone.metadata(path)
+        except NotFound:
+            continue
+        status = V.first(avus, V.STATUS)
+        if status is None:
+            return Outcome(drop_id, "received" if path == landing else V.QUARANTINED,
+                           None if path == landing else "quarantined, status not yet recorded", location=path)
+        reason = V.first(avus, V.REASON)
+        snap = V.first(avus, V.SNAPSHOT_PATH)
+        if snap:
+            try:
+                savus = zone.metadata(snap)
+                sstatus = V.first(savus, V.STATUS) or status
+                sreason = V.first(savus, V.REASON)
+                return Outcome(drop_id, sstatus, None if sreason in (None, "-") else sreason, snap,
+                               V.first(savus, V.IRODS_USER), location=snap)
+            except NotFound:
+                pass
+        return Outcome(drop_id, status, None if reason in (None, "-") else reason, snap,
+                       V.first(avus, V.IRODS_USER), location=path)
+    hits = zone.find_by_metadata(V.DROP_ID, drop_id, COLLECTION)
+    for path in hits:
+        avus = zone.metadata(path)
+        reason = V.first(avus, V.REASON)
+        return Outcome(drop_id, V.first(avus, V.STATUS) or "unknown", None if reason in (None, "-") else reason,
+                       path if V.first(avus, V.IRODS_USER) else None, V.first(avus, V.IRODS_USER), location=path)
+    return Outcome(drop_id, "unknown", "no drop, quarantined drop or snapshot carries this drop id")
+
+
+# ---------------------------------------------------------------------- quarantine
+def quarantine(zone: Zone, config: PolicyConfig, drop_id: str, reason: str, rule: str) -> Outcome:
+    """Move the whole drop aside, intact, and say why. Never deletes anything."""
+    src = config.landing_collection + "/" + drop_id
+    qroot = config.quarantine_collection
+    zone.create_collection(qroot, recursive=True)
+    dst = qroot + "/" + drop_id
+    for attempt in range(1, MAX_NAME_ATTEMPTS + 1):
+        dst = qroot + "/" + (drop_id if attempt == 1 else "{}-{}".format(drop_id, attempt))
+        try:
+            zone.rename(src, dst)
+            break
+        except AlreadyExists:
+            continue
+    else:
+        raise IrodsError(-809000, "no free quarantine name for " + drop_id)
+    set_status(zone, dst, V.QUARANTINED, reason, {V.DROP_ID: drop_id, NS_RULE: rule})
+    log.warning("drop %s quarantined at %s: %s", drop_id, dst, reason)
+    return Outcome(drop_id, V.QUARANTINED, reason, None, location=dst)
+
+
+NS_RULE = V.NS + "refusal_rule"
+
+
+# ---------------------------------------------------------------------- validation
+def _hex_of_irods_sha2(value: str) -> Optional[str]:
+    import base64
+    import binascii
+
+    if not value.startswith("sha2:"):
+        return None
+    try:
+        return base64.b64decode(value[5:], validate=True).hex()
+    except (ValueError, binascii.Error):
+        return None
+
+
+def validate_drop(zone: Zone, config: PolicyConfig, drop_id: str) -> Manifest:
+    """Everything that can be wrong with the input, checked before anything moves."""
+    drop = config.landing_collection + "/" + drop_id
+    listing = zone.list_collection(drop)
+    names = {basename_of(s.path): s for s in listing.data_objects}
+    if MANIFEST_NAME not in names:
+        raise Refused("the drop has no {}; OMERO writes it last, so the upload did not finish: "
+                      "save again from OMERO".format(MANIFEST_NAME), "manifest_missing")
+    try:
+        raw = zone.read_small(drop + "/" + MANIFEST_NAME, config.limits.manifest_max_bytes)
+    except IrodsError as e:
+        raise Refused("the manifest could not be read ({}); it may be larger than the {}-byte limit"
+                      .format(e.name, config.limits.manifest_max_bytes), "manifest_unreadable") from None
+    try:
+        manifest = parse_manifest(raw, config.limits.manifest_max_bytes)
+    except ManifestError as e:
+        raise Refused("invalid manifest: {}".format(e), "manifest_invalid") from None
+    if manifest.drop_id != drop_id:
+        raise Refused("manifest.drop_id {!r} does not match the drop collection name {!r}"
+                      .format(manifest.drop_id, drop_id), "drop_id_mismatch")
+    archive = manifest.archive
+    extra = sorted(set(names) - {MANIFEST_NAME, archive.name})
+    if listing.collections:
+        extra += [basename_of(c) + "/" for c in listing.collections]
+    if extra:
+        raise Refused("the drop holds objects the manifest does not name: {}; a drop holds exactly the archive "
+                      "and {}".format(", ".join(extra[:5]), MANIFEST_NAME), "unexpected_object")
+    if archive.name not in names:
+        raise Refused("manifest.archive.name {!r} is not in the drop: the archive is missing"
+                      .format(archive.name), "archive_missing")
+    st = names[archive.name]
+    if st.size != archive.size:
+        raise Refused("archive size mismatch: manifest.archive.size says {} bytes, iRODS holds {} bytes; the "
+                      "upload was incomplete or altered".format(archive.size, st.size), "size_mismatch")
+    if archive.size > config.limits.archive_max_bytes:
+        raise Refused("archive is {} bytes, over the limit of {}".format(archive.size,
+                                                                          config.limits.archive_max_bytes),
+                      "archive_too_large")
+    got = _hex_of_irods_sha2(zone.checksum(drop + "/" + archive.name))
+    if got != archive.sha256:
+        raise Refused("archive checksum mismatch: manifest.archive.sha256 is {}, iRODS computed {}; the upload "
+                      "was corrupted or altered".format(archive.sha256, got), "checksum_mismatch")
+    return manifest
+
+
+def _foreign_objects(zone: Zone, config: PolicyConfig, drop_id: str) -> List[str]:
+    """Objects in the drop not owned by the service account: somebody else wrote into the landing zone."""
+    drop = config.landing_collection + "/" + drop_id
+    bad = []
+    st = zone.stat(drop)
+    if st.owner and st.owner != config.service_account:
+        bad.append(drop)
+    for obj in zone.list_collection(drop).data_objects:
+        if obj.owner and obj.owner != config.service_account:
+            bad.append(obj.path)
+    return bad
+
+
+# ---------------------------------------------------------------------- placement
+def snapshot_avus(manifest: Manifest, irods_user: str, snapshot: str) -> List[Avu]:
+    who = manifest.who
+    avus = [
+        Avu(V.DROP_ID, manifest.drop_id), Avu(V.IRODS_USER, irods_user), Avu(V.OMERO_USER, who.omero_user),
+        Avu(V.OMERO_USER_ID, str(who.omero_user_id)), Avu(V.OMERO_GROUP, who.omero_group),
+        Avu(V.OMERO_SERVER, who.omero_server), Avu(V.CREATED, manifest.created),
+        Avu(V.ARCHIVE_NAME, manifest.archive.name), Avu(V.ARCHIVE_SHA256, manifest.archive.sha256),
+        Avu(V.ARCHIVE_SIZE, str(manifest.archive.size)), Avu(V.ARCHIVE_FORMAT, manifest.archive.format),
+        Avu(V.PACKER, "{} {}".format(manifest.archive.packer_name, manifest.archive.packer_version)),
+        Avu(V.POLICY_VERSION, POLICY_VERSION), Avu(V.SNAPSHOT_PATH, snapshot),
+    ]
+    if who.omero_group_id is not None:
+        avus.append(Avu(V.OMERO_GROUP_ID, str(who.omero_group_id)))
+    if manifest.label:
+        avus.append(Avu(V.LABEL, manifest.label))
+    n = 0
+    for ref in manifest.objects:
+        for oid in ref.ids:
+            if n >= V.MAX_OBJECT_AVUS:
+                break
+            avus.append(Avu(V.OBJECT, "{}:{}".format(ref.type, oid)))
+            n += 1
+    return avus
+
+
+def _claim_snapshot(zone: Zone, config: PolicyConfig, manifest: Manifest, root: str) -> str:
+    """Create (or find again) this drop's snapshot collection; never reuse another drop's."""
+    for path in zone.find_by_metadata(V.DROP_ID, manifest.drop_id, COLLECTION):
+        if path.startswith(root + "/") and path.count("/") == root.count("/") + 1:
+            return path
+    name = snapshot_name(config.naming_template, manifest.created, manifest.who.omero_user,
+                         manifest.label or "", manifest.drop_id, config.limits.label_max_chars)
+    for attempt in range(1, MAX_NAME_ATTEMPTS + 1):
+        path = candidate(root, name, attempt)
+        try:
+            zone.create_collection(path, recursive=False)
+        except AlreadyExists:
+            avus = zone.metadata(path) if zone.stat(path).kind == COLLECTION else [Avu(V.DROP_ID, "?")]
+            owner_drop = V.first(avus, V.DROP_ID)
+            if owner_drop == manifest.drop_id:
+                return path
+            if owner_drop is None and zone.stat(path).owner == zone.user and _is_empty(zone, path):
+                # our own earlier run died between creating the collection and claiming it
+                zone.apply_metadata(path, V.add_missing_ops([], [Avu(V.DROP_ID, manifest.drop_id)]))
+                return path
+            continue
+        zone.apply_metadata(path, V.add_missing_ops([], [Avu(V.DROP_ID, manifest.drop_id),
+                                                          Avu(V.STATUS, V.PROCESSING)]))
+        return path
+    raise IrodsError(-809000, "no free snapshot name after {} attempts under {}".format(MAX_NAME_ATTEMPTS, root))
+
+
+def _is_empty(zone: Zone, path: str) -> bool:
+    listing = zone.list_collection(path)
+    return not listing.collections and not listing.data_objects
+
+
+def _move_in(zone: Zone, drop: str, snapshot: str, name: str) -> None:
+    """Rename one drop object into the snapshot; a rerun after a completed move is a no-op."""
+    src, dst = drop + "/" + name, snapshot + "/" + name
+    try:
+        zone.rename(src, dst)
+    except NotFound:
+        try:
+            if zone.stat(dst).kind == DATA_OBJECT:
+                return  # moved by an earlier run
+        except NotFound:
+            pass
+        raise
+
+
+def _owner_is(zone: Zone, path: str, user: str) -> bool:
+    return any(a.user == user and a.level == "own" for a in zone.acl(path))
+
+
+# ---------------------------------------------------------------------- the use case
+ProcessHook = Callable[[Zone, PolicyConfig, Manifest, str], Tuple[str, Optional[str]]]
+
+
+def ingest_drop(zone: Zone, config: PolicyConfig, mapping: UserMapping, drop_id: str,
+                process_hook: Optional[ProcessHook] = None) -> Outcome:
+    """The delayed rule's work for one drop. Returns the outcome; raises only for zone failures.
+
+    process_hook: the step that runs after `placed` and before the hand-over
+    (unpacking, policy.unpack). It returns (status, reason). None = stop at `placed`.
+    """
+    if not is_safe_drop_id(drop_id):
+        return Outcome(drop_id, "refused", "not a valid drop id: {!r}".format(drop_id[:80]))
+    if zone.user != config.service_account:
+        return Outcome(drop_id, "refused", "drops are processed only as the service account '{}', not as '{}'"
+                       .format(config.service_account, zone.user))
+    drop = config.landing_collection + "/" + drop_id
+    try:
+        zone.stat(drop)
+    except NotFound:
+        return drop_status(zone, config, drop_id)  # already moved on: report where it is
+    current = zone.metadata(drop)
+    status = V.first(current, V.STATUS)
+    snap_recorded = V.first(current, V.SNAPSHOT_PATH)
+    if status in V.FINAL_GOOD and snap_recorded:
+        return drop_status(zone, config, drop_id)
+
+    foreign = _foreign_objects(zone, config, drop_id)
+    if foreign:
+        log.warning("drop %s holds objects not written by %s (%s): left untouched", drop_id,
+                    config.service_account, ", ".join(foreign[:5]))
+        return Outcome(drop_id, "refused", "not processed: {} was not written by the service account '{}'"
+                       .format(foreign[0], config.service_account), location=drop)
+
+    # Resume: an earlier run may already have moved the archive into a snapshot.
+    if snap_recorded is None:
+        set_status(zone, drop, V.PROCESSING)
+        try:
+            manifest = validate_drop(zone, config, drop_id)
+            decision = resolve_identity(mapping, manifest.who.omero_server, manifest.who.omero_user,
+                                        config.service_account, zone.user_type)
+            if not decision.ok:
+                raise Refused(decision.refusal or "refused", decision.rule or "identity")
+            assert decision.irods_user is not None
+            irods_user = decision.irods_user
+            try:
+                root = snapshot_root(config.snapshot_root_template, config.zone, irods_user)
+            except PlacementError as e:
+                raise Refused("cannot place the snapshot: {}".format(e), "placement") from None
+            try:
+                if zone.stat(root).kind != COLLECTION:
+                    raise NotFound(-310000, root)
+            except NotFound:
+                raise Refused("iRODS user '{}' has no snapshot root {} (not enrolled); ask the admin to run: "
+                              "omero-snapshots enrol {} --omero-user {} --omero-server {}".format(
+                                  irods_user, root, irods_user, manifest.who.omero_user,
+                                  manifest.who.omero_server), "not_enrolled") from None
+        except Refused as r:
+            return quarantine(zone, config, drop_id, r.reason, r.rule)
+        snapshot = _claim_snapshot(zone, config, manifest, root)
+        set_status(zone, drop, V.PROCESSING, None, {V.SNAPSHOT_PATH: snapshot, V.IRODS_USER: irods_user,
+                                                    V.DROP_ID: drop_id})
+    else:
+        snapshot = snap_recorded
+        irods_user = V.first(current, V.IRODS_USER) or ""
+        manifest_path = snapshot + "/" + MANIFEST_NAME
+        if _exists(zone, drop + "/" + MANIFEST_NAME):
+            manifest_path = drop + "/" + MANIFEST_NAME
+        manifest = parse_manifest(zone.read_small(manifest_path, config.limits.manifest_max_bytes),
+                                  config.limits.manifest_max_bytes)
+
+    if not _owner_is(zone, snapshot, zone.user):
+        # The hand-over already happened in an earlier run: only the landing record is left to write.
+        final = V.first(zone.metadata(snapshot), V.STATUS) or V.PLACED_STATE
+        set_status(zone, drop, final, None, {V.SNAPSHOT_PATH: snapshot, V.IRODS_USER: irods_user})
+        return drop_status(zone, config, drop_id)
+
+    _move_in(zone, drop, snapshot, manifest.archive.name)
+    _move_in(zone, drop, snapshot, MANIFEST_NAME)
+    zone.apply_metadata(snapshot, V.add_missing_ops(zone.metadata(snapshot),
+                                                    snapshot_avus(manifest, irods_user, snapshot)))
+    set_status(zone, snapshot, V.PLACED_STATE, None, {V.PLACED: utc_now()})
+    final_status, final_reason = V.PLACED_STATE, None
+    if process_hook is not None:
+        final_status, final_reason = process_hook(zone, config, manifest, snapshot)
+    # Hand-over, strictly last: own to the user, then the service account drops to read.
+    zone.set_acl(snapshot, irods_user, "own", recursive=True)
+    zone.set_acl(snapshot, zone.user, "read", recursive=True)
+    set_status(zone, drop, final_status, final_reason, {V.SNAPSHOT_PATH: snapshot, V.IRODS_USER: irods_user})
+    log.info("drop %s -> %s (%s) for %s", drop_id, snapshot, final_status, irods_user)
+    return Outcome(drop_id, final_status, final_reason, snapshot, irods_user, location=snapshot)
+
+
+def _exists(zone: Zone, path: str) -> bool:
+    try:
+        zone.stat(path)
+        return True
+    except NotFound:
+        return False

@@ -1,0 +1,191 @@
+"""PREP entry points (PEP and rules), bound to one configuration directory.
+
+core.py.d/omero_snapshots.py calls `bind()` and re-exports the entry points
+it returns; nothing else of this package becomes an attribute of `core`
+(PREP treats every attribute of `core` as a rule). Entry points are thin:
+parse rule_args, call one use case, turn the result into a return code or a
+JSON OUT parameter.
+
+The upload PEP fires for every upload by every user of the server, so for
+any path outside the landing collection it returns RULE_ENGINE_CONTINUE
+after a string prefix test: no catalog call, no heavy import. It never
+raises and never returns an error for a drop it accepted (observed: the
+client would report a failure although the data was stored).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import traceback
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+RULE_ENGINE_CONTINUE = 5000000
+MANIFEST_SUFFIX = "/manifest.json"
+PROCESS_RULE = "omero_snapshots_process_drop"
+
+
+def default_config_dir(core_d_file: str) -> str:
+    """OMERO_SNAPSHOTS_CONFIG_DIR, else <server config dir>/omero_snapshots (beside core.py)."""
+    env = os.environ.get("OMERO_SNAPSHOTS_CONFIG_DIR")
+    if env:
+        return env
+    return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(core_d_file))), "omero_snapshots")
+
+
+class Entry:
+    """The entry points of one server configuration (config dir), with a per-agent cache."""
+
+    def __init__(self, config_dir: str) -> None:
+        self.config_dir = config_dir
+        self.config_path = os.path.join(config_dir, "config.json")
+        self._cheap: Optional[Tuple[float, str, str]] = None  # (mtime, landing prefix, service account)
+
+    # ------------------------------------------------------------------ helpers
+    def _cheap_config(self) -> Optional[Tuple[str, str]]:
+        """Landing prefix and service account, re-read only when config.json changes (one stat per call)."""
+        try:
+            mtime = os.stat(self.config_path).st_mtime
+        except OSError:
+            return None
+        if self._cheap is None or self._cheap[0] != mtime:
+            from policy.config import minimal_read
+
+            try:
+                landing, svc = minimal_read(self.config_path)
+            except Exception:  # noqa: BLE001 - a broken config must not break uploads; doctor reports it
+                return None
+            self._cheap = (mtime, landing.rstrip("/") + "/", svc)
+        return self._cheap[1], self._cheap[2]
+
+    def load(self) -> Any:
+        from policy.config import load_config
+
+        return load_config(self.config_path)
+
+    def load_mapping(self, config: Any) -> Any:
+        from policy.mapping import UserMapping, load_mapping
+
+        path = config.mapping_file
+        if path is None or not os.path.exists(path):
+            return UserMapping([])
+        return load_mapping(path)
+
+    def save_mapping(self, config: Any, mapping: Any) -> None:
+        from policy.mapping import save_mapping
+
+        save_mapping(config.mapping_file, mapping)
+
+    def zone(self, callback: Any, rei: Any, config: Any) -> Any:
+        from policy.prep_zone import PrepZone
+
+        return PrepZone(callback, rei, config.zone, python_instance=config.python_instance)
+
+    @staticmethod
+    def _log(callback: Any, message: str) -> None:
+        try:
+            callback.writeLine("serverLog", "[omero-snapshots] " + message)
+        except Exception:  # noqa: BLE001
+            pass
+
+    # ------------------------------------------------------------------ PEP
+    def pep_resource_modified_post(self, rule_args: List[Any], callback: Any, rei: Any) -> int:
+        try:
+            path = str(rule_args[1].map().get("logical_path", ""))
+            if not path.endswith(MANIFEST_SUFFIX):
+                return RULE_ENGINE_CONTINUE
+            cheap = self._cheap_config()
+            if cheap is None or not path.startswith(cheap[0]):
+                return RULE_ENGINE_CONTINUE
+            drop_id = path[len(cheap[0]):-len(MANIFEST_SUFFIX)]
+            if "/" in drop_id:
+                return RULE_ENGINE_CONTINUE
+            user = str(rule_args[1].map().get("user_user_name", ""))
+            from policy.trigger import on_manifest_arrival
+
+            config = self.load()
+            result = on_manifest_arrival(self.zone(callback, rei, config), config, drop_id, user,
+                                         "callback.{}('{}')".format(PROCESS_RULE, drop_id))
+            self._log(callback, "manifest {}: {}".format(path, result))
+        except Exception:  # noqa: BLE001 - a post-PEP must never fail an upload that stored data
+            self._log(callback, "upload PEP error (upload itself is fine):\n" + traceback.format_exc()[-1500:])
+        return RULE_ENGINE_CONTINUE
+
+    # ------------------------------------------------------------------ delayed rule
+    def process_drop(self, rule_args: List[Any], callback: Any, rei: Any) -> None:
+        """The delayed rule (runs as the submitting user, the service account)."""
+        drop_id = str(rule_args[0]) if rule_args else ""
+        try:
+            from policy.process import process_drop
+
+            config = self.load()
+            zone = self.zone(callback, rei, config)
+            try:
+                outcome = process_drop(zone, config, self.load_mapping(config), drop_id)
+            finally:
+                zone.close()
+            self._log(callback, "drop {} -> {}".format(drop_id, json.dumps(outcome.to_dict())))
+            if rule_args:
+                rule_args[0] = json.dumps(outcome.to_dict())
+        except Exception:  # noqa: BLE001 - logged; the drop keeps its last status and can be reprocessed
+            self._log(callback, "processing drop {!r} failed:\n{}".format(drop_id, traceback.format_exc()[-2000:]))
+            raise
+
+    # ------------------------------------------------------------------ admin rules (JSON in the last arg)
+    def _admin(self, rule_args: List[Any], callback: Any, rei: Any,
+               fn: Callable[[Any, Any, List[str]], Dict[str, Any]], nargs: int) -> None:
+        """Run an admin rule; its JSON result goes in the OUT parameter after the inputs."""
+        try:
+            config = self.load()
+            zone = self.zone(callback, rei, config)
+            if zone.user_type(zone.user) != "rodsadmin":
+                result: Dict[str, Any] = {"ok": False, "error": "admin rules need a rodsadmin"}
+            else:
+                result = fn(zone, config, [str(a) for a in rule_args[:nargs]])
+                result.setdefault("ok", True)
+        except Exception as e:  # noqa: BLE001 - the admin gets the reason, the log gets the trace
+            self._log(callback, traceback.format_exc()[-1500:])
+            result = {"ok": False, "error": str(e)}
+        out = json.dumps(result, sort_keys=True)
+        if len(rule_args) > nargs:
+            rule_args[nargs] = out
+        else:
+            rule_args.append(out)
+        self._log(callback, "admin rule result: " + out[:500])
+
+    def enrol(self, rule_args: List[Any], callback: Any, rei: Any) -> None:
+        def run(zone: Any, config: Any, a: List[str]) -> Dict[str, Any]:
+            from policy.enrol import enrol
+            from policy.ingest import utc_now
+
+            res = enrol(zone, config, lambda: self.load_mapping(config), lambda m: self.save_mapping(config, m),
+                        a[0], a[1], a[2], utc_now(), replace=(len(a) > 3 and a[3] == "replace"))
+            return res.to_dict()
+        self._admin(rule_args, callback, rei, run, 3)
+
+    def unenrol(self, rule_args: List[Any], callback: Any, rei: Any) -> None:
+        def run(zone: Any, config: Any, a: List[str]) -> Dict[str, Any]:
+            from policy.enrol import unenrol
+
+            user = unenrol(zone, config, lambda: self.load_mapping(config), lambda m: self.save_mapping(config, m),
+                           a[0], a[1])
+            return {"irods_user": user}
+        self._admin(rule_args, callback, rei, run, 2)
+
+    def list_snapshots(self, rule_args: List[Any], callback: Any, rei: Any) -> None:
+        def run(zone: Any, config: Any, a: List[str]) -> Dict[str, Any]:
+            from policy.listing import list_snapshots
+
+            return {"snapshots": [s.to_dict() for s in list_snapshots(zone, a[0])]}
+        self._admin(rule_args, callback, rei, run, 1)
+
+    def status(self, rule_args: List[Any], callback: Any, rei: Any) -> None:
+        def run(zone: Any, config: Any, a: List[str]) -> Dict[str, Any]:
+            from policy.listing import status_of
+
+            return status_of(zone, config, a[0])
+        self._admin(rule_args, callback, rei, run, 1)
+
+
+def bind(config_dir: str) -> Entry:
+    return Entry(config_dir)

@@ -1,0 +1,447 @@
+"""A fake PREP runtime over the simulated catalog: callback, rei, PEP firing, delay server, irule.
+
+The wire-facing layer of the simulation (the catalog holds state and
+semantics). It reproduces what the probed servers did: every microservice
+returns {'arguments','code','status'} and fails with
+RuntimeError('[iRods__Error__Code:N] [-]\\t...'); msiDataObjWrite of Python
+bytes writes nothing and succeeds; delayExec refuses rule text of 5440 bytes
+or more with -806000 and runs the rest later as the submitting user; a
+post-PEP that raises or returns a negative code makes the uploading client
+see an error while the object stays stored.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import sys
+import textwrap
+import time
+import types
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+from policy.errors import IrodsError
+from simzone import prep_types
+from simzone.catalog import SimCatalog, VaultWriter, sha2
+
+PYTHON_INSTANCE = "irods_rule_engine_plugin-python-instance"
+NATIVE_INSTANCE = "irods_rule_engine_plugin-irods_rule_language-instance"
+MAX_ACTION_SIZE = 5440
+PEP_REGEXES = (re.compile(r"^ac[^ ]*$"), re.compile(r"^[^ ]*pep_[^ ]*_(pre|post)$"))
+LOCATION = "<simulated server: simzone.prep>"
+
+# The keys a real pep_resource_modified_post's PluginContext.map() carried (round 1).
+RESOURCE_MODIFIED_KEYS = (
+    "api_index auth_scheme client_addr connect_count dataId dataType file_descriptor file_size flags_kw in_pdmo "
+    "l1_desc_idx logical_path mode_kw openType option physical_path proxy_auth_info_auth_flag "
+    "proxy_auth_info_auth_scheme proxy_auth_info_auth_str proxy_auth_info_flag proxy_auth_info_host "
+    "proxy_auth_info_ppid proxy_rods_zone proxy_sys_uid proxy_user_name proxy_user_other_info_user_comments "
+    "proxy_user_other_info_user_create proxy_user_other_info_user_info proxy_user_other_info_user_modify "
+    "proxy_user_type repl_requested resc_hier socket status user_auth_info_auth_flag user_auth_info_auth_scheme "
+    "user_auth_info_auth_str user_auth_info_flag user_auth_info_host user_auth_info_ppid user_rods_zone "
+    "user_sys_uid user_user_name user_user_other_info_user_comments user_user_other_info_user_create "
+    "user_user_other_info_user_info user_user_other_info_user_modify user_user_type"
+).split()
+
+
+def irods_runtime_error(code: int, what: str = "") -> RuntimeError:
+    return RuntimeError("[iRods__Error__Code:{}] [-]\t{}{}".format(code, LOCATION, (" " + what) if what else ""))
+
+
+class _Obj:
+    def __init__(self, **kw: Any) -> None:
+        self.__dict__.update(kw)
+
+
+def make_rei(user: str, zone: str, obj_path: str = "", proxy: Optional[str] = None) -> Any:
+    """A rei with the fields rules read: uoic (client), uoip (proxy), doi, rsComm."""
+    uoic = _Obj(userName=user, rodsZone=zone)
+    uoip = _Obj(userName=proxy or user, rodsZone=zone)
+    return _Obj(uoic=uoic, uoip=uoip, doi=_Obj(objPath=obj_path),
+                rsComm=_Obj(clientUser=uoic, proxyUser=uoip), status=0)
+
+
+@dataclass
+class PepOutcome:
+    """What the uploading client saw after its upload's post-PEPs ran."""
+
+    client_error: Optional[int] = None
+    fired: List[str] = field(default_factory=list)
+
+
+@dataclass
+class _OpenDesc:
+    path: str
+    mode: str  # 'r' or 'w'
+    writer: Optional[VaultWriter] = None
+    reader: Any = None
+    written: bool = False
+
+
+class FakeServer:
+    """One simulated iRODS server with PREP: a catalog, a loaded `core` module, a delay queue."""
+
+    def __init__(self, catalog: SimCatalog, core_module: Optional[types.ModuleType] = None,
+                 log_path: Optional[str] = None) -> None:
+        prep_types.install()
+        self.catalog = catalog
+        self.core = core_module
+        self.log_path = log_path or os.path.join(catalog.zone_dir, "rodsLog")
+        self.delay_ran: List[Tuple[int, str, str]] = []
+
+    # ------------------------------------------------------------------ core
+    @staticmethod
+    def load_core(core_py: str, module_name: str = "core") -> types.ModuleType:
+        """Import a core.py the way PREP does (config dir on sys.path, module named 'core')."""
+        prep_types.install()
+        etc = os.path.dirname(os.path.abspath(core_py))
+        if etc not in sys.path:
+            sys.path.append(etc)
+        spec = importlib.util.spec_from_file_location(module_name, core_py)
+        assert spec is not None and spec.loader is not None
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = mod
+        spec.loader.exec_module(mod)
+        return mod
+
+    def log(self, message: str) -> None:
+        with open(self.log_path, "a", encoding="utf-8") as f:
+            f.write("{} {}\n".format(time.strftime("%Y-%m-%dT%H:%M:%S"), message))
+
+    def callback(self, user: str, proxy: Optional[str] = None) -> "FakeCallback":
+        return FakeCallback(self, user, proxy)
+
+    def has_rule(self, name: str) -> bool:
+        return self.core is not None and hasattr(self.core, name)
+
+    def call_rule(self, name: str, args: List[Any], user: str, obj_path: str = "") -> Any:
+        assert self.core is not None
+        fn = getattr(self.core, name)
+        rei = make_rei(user, self.catalog.zone_name, obj_path)
+        return fn(args, self.callback(user), rei)
+
+    # ------------------------------------------------------------------ PEPs
+    def _fire(self, pep: str, rule_args: List[Any], user: str, obj_path: str, outcome: PepOutcome) -> None:
+        if not self.has_rule(pep) or not any(r.match(pep) for r in PEP_REGEXES):
+            return
+        outcome.fired.append(pep)
+        try:
+            ret = self.call_rule(pep, rule_args, user, obj_path)
+        except Exception as e:  # noqa: BLE001 - PREP logs it and the client sees an error
+            self.log("PEP {} raised: {!r}".format(pep, e))
+            if outcome.client_error is None:
+                outcome.client_error = -1
+            return
+        if isinstance(ret, int) and ret < 0 and outcome.client_error is None:
+            outcome.client_error = ret
+
+    def _resource_modified_ctx(self, path: str, user: str, size: int) -> Any:
+        values = {k: "" for k in RESOURCE_MODIFIED_KEYS}
+        values.update(logical_path=path, user_user_name=user, proxy_user_name=user, file_size=str(size),
+                      user_rods_zone=self.catalog.zone_name, proxy_rods_zone=self.catalog.zone_name,
+                      resc_hier="demoResc", physical_path="<vault>", user_user_type="",
+                      api_index="", l1_desc_idx="3")
+        return prep_types.PluginContext(values)
+
+    def fire_write_peps(self, path: str, user: str, size: int, api: str, outcome: PepOutcome) -> None:
+        """The post-PEPs a finished upload fires, in the order the real server fired them (round 1)."""
+        ctx = self._resource_modified_ctx(path, user, size)
+        if api == "prc_parallel":
+            buf = prep_types.BytesBuf()
+            buf.set_buffer(b'{"fd": 3, "send_notification": false, "update_size": false, '
+                           b'"update_status": false, "compute_checksum": false}0bef]]')
+            self._fire("pep_api_replica_close_post", [PYTHON_INSTANCE, ctx, buf], user, path, outcome)
+        self._fire("pep_resource_modified_post", [PYTHON_INSTANCE, ctx, ""], user, path, outcome)
+        self._fire("acPostProcForPut", [], user, path, outcome)
+        if api in ("prc", "prc_parallel"):
+            self._fire("pep_api_data_obj_close_post", [PYTHON_INSTANCE, ctx, prep_types.OpenedDataObjInp(3)],
+                       user, path, outcome)
+        elif api == "put":
+            inp = prep_types.DataObjInp(path)
+            self._fire("pep_api_data_obj_put_post", [PYTHON_INSTANCE, ctx, inp, prep_types.BytesBuf(), None],
+                       user, path, outcome)
+
+    # ------------------------------------------------------------------ what clients do
+    def client_put(self, user: str, path: str, data: bytes, api: str = "prc") -> PepOutcome:
+        """A client upload of a NEW object ('prc': python-irodsclient open/write/close; 'put': iput).
+
+        python-irodsclient puts over 32 MiB go parallel and also fire pep_api_replica_close_post.
+        """
+        if api == "prc" and len(data) > 32 * 1024 * 1024:
+            api = "prc_parallel"
+        w = self.catalog.open_new(user, path)
+        with w:
+            w.write(data)
+        outcome = PepOutcome()
+        self.fire_write_peps(path, user, len(data), api, outcome)
+        return outcome
+
+    def client_put_stream(self, user: str, path: str, chunks: Any, api: str = "prc") -> PepOutcome:
+        """Like client_put, from an iterable of byte chunks (never the whole archive in memory)."""
+        w = self.catalog.open_new(user, path)
+        size = 0
+        with w:
+            for chunk in chunks:
+                w.write(chunk)
+                size += len(chunk)
+        outcome = PepOutcome()
+        self.fire_write_peps(path, user, size, "prc_parallel" if size > 32 * 1024 * 1024 else api, outcome)
+        return outcome
+
+    def irule(self, user: str, rule_name: str, args: List[str], instance: str = PYTHON_INSTANCE) -> List[Any]:
+        """irule of a core.py rule. The python instance refuses rule text from non-admins (SYS_NO_API_PRIV)."""
+        if instance == PYTHON_INSTANCE and self.catalog.user_type(user) != "rodsadmin":
+            raise IrodsError(-13000, "python rule text needs a rodsadmin; use the native rule language instance")
+        if not self.has_rule(rule_name):
+            raise IrodsError(-1828000, "no rule " + rule_name)
+        rule_args = list(args)
+        self.call_rule(rule_name, rule_args, user)
+        return rule_args
+
+    # ------------------------------------------------------------------ delay server
+    def run_delay_queue(self, max_rules: int = 1000) -> int:
+        """Run pending delayed rules as their submitting users (what the delay server does, minus the wait)."""
+        n = 0
+        while n < max_rules:
+            item = self.catalog.claim_delay()
+            if item is None:
+                break
+            rid, user, cond, body = item
+            n += 1
+            inst = re.search(r"<INST_NAME>(.*?)</INST_NAME>", cond)
+            if inst is None or inst.group(1) != PYTHON_INSTANCE:
+                # Without INST_NAME the first REP gets it; python text in the native language fails.
+                self.catalog.finish_delay(rid, "failed", "not run by the python instance")
+                self.log("delayed rule {} failed: no python INST_NAME".format(rid))
+                continue
+            src = "def expressionFcn(rule_args, callback, rei):\n" + textwrap.indent(body, "    ") + "\n"
+            ns: Dict[str, Any] = {}
+            try:
+                exec(compile(src, "<delayed rule {}>".format(rid), "exec"), ns)  # noqa: S102 - that is the server's job
+                ns["expressionFcn"]([], self.callback(user), make_rei(user, self.catalog.zone_name))
+            except Exception as e:  # noqa: BLE001 - the delay server logs and goes on
+                self.catalog.finish_delay(rid, "failed", repr(e))
+                self.log("delayed rule {} failed: {!r}".format(rid, e))
+                continue
+            self.catalog.finish_delay(rid, "done")
+            self.delay_ran.append((rid, user, body))
+        return n
+
+
+class FakeCallback:
+    """The `callback` a rule receives: microservices on the simulated catalog, and calls to other rules."""
+
+    @staticmethod
+    def sim_data_plane(callback: "FakeCallback") -> Any:
+        """The data plane a PrepZone uses here; in a real server it is an in-rule python-irodsclient session."""
+        from simzone.zone import SimZone
+
+        return SimZone(callback._server.catalog, callback._user)
+
+    def __init__(self, server: FakeServer, user: str, proxy: Optional[str] = None) -> None:
+        self._server = server
+        self._user = user
+        self._proxy = proxy or user
+        self._fds: Dict[int, _OpenDesc] = {}
+
+    # ------------------------------------------------------------------ dispatch
+    def __getattr__(self, name: str) -> Callable[..., Dict[str, Any]]:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        msi = getattr(type(self), "_msi_" + name, None)
+        if msi is not None:
+            def call(*args: Any) -> Dict[str, Any]:
+                try:
+                    out = msi(self, list(args))
+                except IrodsError as e:
+                    raise irods_runtime_error(e.code, name) from None
+                return {"arguments": out, "code": 0, "status": True}
+            return call
+        if self._server.has_rule(name):
+            def rule(*args: Any) -> Dict[str, Any]:
+                rule_args = list(args)
+                self._server.call_rule(name, rule_args, self._user)
+                return {"arguments": rule_args, "code": 0, "status": True}
+            return rule
+
+        def missing(*args: Any) -> Dict[str, Any]:
+            raise irods_runtime_error(-1828000, "no rule or microservice named " + name)
+        return missing
+
+    @property
+    def _cat(self) -> SimCatalog:
+        return self._server.catalog
+
+    def _new_fd(self, desc: _OpenDesc) -> int:
+        fd = 3
+        while fd in self._fds:
+            fd += 1
+        self._fds[fd] = desc
+        return fd
+
+    @staticmethod
+    def _kv(text: str) -> Dict[str, str]:
+        out: Dict[str, str] = {}
+        for part in str(text).split("++++"):
+            if part:
+                k, _, v = part.partition("=")
+                out[k] = v
+        return out
+
+    # ------------------------------------------------------------------ microservices
+    def _msi_writeLine(self, a: List[Any]) -> List[Any]:  # noqa: N802 - iRODS name
+        self._server.log("writeLine {}: {}".format(a[0], a[1]))
+        return a
+
+    def _msi_msiGetSystemTime(self, a: List[Any]) -> List[Any]:  # noqa: N802
+        a[0] = str(int(time.time()))
+        return a
+
+    def _msi_msiDataObjCreate(self, a: List[Any]) -> List[Any]:  # noqa: N802
+        opts = self._kv(a[1])
+        oid = self._cat.create_object(self._user, a[0], force="forceFlag" in opts)
+        row = self._cat.db.execute("SELECT vault FROM objs WHERE id=?", (oid,)).fetchone()
+        writer = VaultWriter(self._cat, oid, row[0])
+        a[2] = self._new_fd(_OpenDesc(path=a[0], mode="w", writer=writer))
+        return a
+
+    def _msi_msiDataObjOpen(self, a: List[Any]) -> List[Any]:  # noqa: N802
+        opts = self._kv(a[0])
+        path = opts.get("objPath", "")
+        flags = opts.get("openFlags", "O_RDONLY")
+        if flags == "O_RDONLY":
+            reader = self._cat.open_read(self._user, path)
+            a[1] = self._new_fd(_OpenDesc(path=path, mode="r", reader=reader))
+        else:
+            writer = self._cat.open_overwrite(self._user, path)
+            a[1] = self._new_fd(_OpenDesc(path=path, mode="w", writer=writer))
+        return a
+
+    def _desc(self, fd: Any) -> _OpenDesc:
+        d = self._fds.get(int(fd))
+        if d is None:
+            raise IrodsError(-130000, "bad descriptor")
+        return d
+
+    def _msi_msiDataObjWrite(self, a: List[Any]) -> List[Any]:  # noqa: N802
+        d = self._desc(a[0])
+        data = a[1]
+        if isinstance(data, prep_types.BytesBuf):
+            payload = bytes(data.get_bytes())
+        elif isinstance(data, str):
+            payload = data.encode("utf-8")
+        else:
+            # Observed: Python bytes arrive as an empty string; nothing is written, success reported.
+            a[1] = ""
+            payload = b""
+        if d.writer is None:
+            raise IrodsError(-130000, "descriptor not open for writing")
+        d.writer.write(payload)
+        d.written = True
+        a[2] = len(payload)
+        return a
+
+    def _msi_msiDataObjRead(self, a: List[Any]) -> List[Any]:  # noqa: N802
+        d = self._desc(a[0])
+        if d.reader is None:
+            raise IrodsError(-130000, "descriptor not open for reading")
+        data = d.reader.read(int(a[1]))
+        buf = a[2] if isinstance(a[2], prep_types.BytesBuf) else prep_types.BytesBuf()
+        buf.set_buffer(data)
+        a[1] = len(data)
+        a[2] = buf
+        return a
+
+    def _msi_msiDataObjClose(self, a: List[Any]) -> List[Any]:  # noqa: N802
+        d = self._fds.pop(int(a[0]), None)
+        if d is None:
+            raise IrodsError(-130000, "bad descriptor")
+        if d.reader is not None:
+            d.reader.close()
+        if d.writer is not None:
+            d.writer.close()
+            size = self._cat.stat(self._user, d.path).size
+            # Inside a rule the close fires these two (round 1: between 'write' and 'close' records).
+            outcome = PepOutcome()
+            ctx = self._server._resource_modified_ctx(d.path, self._user, size)
+            self._server._fire("pep_resource_modified_post", [PYTHON_INSTANCE, ctx, ""], self._user, d.path,
+                               outcome)
+            self._server._fire("acPostProcForPut", [], self._user, d.path, outcome)
+        a[1] = 0
+        return a
+
+    def _msi_msiDataObjRename(self, a: List[Any]) -> List[Any]:  # noqa: N802
+        kind = "collection" if str(a[2]) == "1" else "data_object"
+        self._cat.rename(self._user, a[0], a[1], kind)
+        return a
+
+    def _msi_msiCollCreate(self, a: List[Any]) -> List[Any]:  # noqa: N802
+        self._cat.create_collection(self._user, a[0], recursive=str(a[1]) == "1")
+        return a
+
+    def _msi_msiDataObjCopy(self, a: List[Any]) -> List[Any]:  # noqa: N802
+        if "forceFlag" in self._kv(a[2]):
+            raise IrodsError(-130000, "this project never uses forceFlag; the simulation does not implement it")
+        self._cat.copy(self._user, a[0], a[1])
+        return a
+
+    def _msi_msiObjStat(self, a: List[Any]) -> List[Any]:  # noqa: N802
+        st = self._cat.stat(self._user, a[0])
+        out = a[1] if isinstance(a[1], prep_types.RodsObjStat) else prep_types.RodsObjStat()
+        out.objType = prep_types.objType.DATA_OBJ if st.kind == "data_object" else prep_types.objType.COLL_OBJ
+        out.objSize = st.size
+        out.modifyTime = str(st.modify_time)
+        out.chksum = st.checksum or ""
+        out.ownerName = st.owner or ""
+        a[1] = out
+        return a
+
+    def _msi_msiDataObjChksum(self, a: List[Any]) -> List[Any]:  # noqa: N802
+        a[2] = self._cat.checksum(self._user, a[0])
+        return a
+
+    def _msi_msiSetACL(self, a: List[Any]) -> List[Any]:  # noqa: N802
+        self._cat.set_acl(self._user, a[3], a[2], a[1], recursive=(a[0] == "recursive"))
+        return a
+
+    def _msi_msi_atomic_apply_metadata_operations(self, a: List[Any]) -> List[Any]:
+        self._cat.apply_metadata(self._user, a[0])
+        a[1] = "{}"
+        return a
+
+    def _msi_msiDataObjUnlink(self, a: List[Any]) -> List[Any]:  # noqa: N802
+        self._cat.unlink(self._user, self._kv(a[0]).get("objPath", a[0]))
+        a[1] = 0
+        return a
+
+    def _msi_msiRmColl(self, a: List[Any]) -> List[Any]:  # noqa: N802
+        self._cat.remove_collection(self._user, a[0], recursive=False)
+        a[2] = 0
+        return a
+
+    def _msi_delayExec(self, a: List[Any]) -> List[Any]:  # noqa: N802
+        cond, body = str(a[0]), str(a[1])
+        if len(body.encode("utf-8")) >= MAX_ACTION_SIZE:
+            raise IrodsError(-806000, "rule text does not fit the {}-byte buffer".format(MAX_ACTION_SIZE))
+        self._cat.enqueue_delay(self._user, cond, body)
+        return a
+
+    def _msi_msiTarFileExtract(self, a: List[Any]) -> List[Any]:  # noqa: N802
+        from simzone.native_extract import tar_file_extract
+
+        tar_file_extract(self._cat, self._user, a[0], a[1], a[2])
+        a[3] = 0
+        return a
+
+
+def checksum_of_bytes(data: bytes) -> str:
+    import hashlib
+
+    return sha2(hashlib.sha256(data))
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True)

@@ -1,0 +1,321 @@
+"""Stand-ins for the modules PREP gives a rule: irods_types, irods_errors, genquery, session_vars.
+
+They behave like the real ones did on the probed servers, quirks included:
+BytesBuf.get_bytes() returns a list of ints, its .buf is an opaque char_array,
+objType is an enum whose repr is 'irods_types.objType.DATA_OBJ', a genquery
+with no rows yields nothing. `install()` puts them in sys.modules so the same
+rule code imports them as it would inside the server.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import types
+from typing import Any, Dict, Iterator, List, Optional, Sequence
+
+from policy.errors import CODES, RULE_ENGINE_CONTINUE
+
+
+class _IrodsType:
+    """Gives every stand-in the module name the real classes report in reprs."""
+
+
+def _irods_class(cls: type) -> type:
+    cls.__module__ = "irods_types"
+    return cls
+
+
+@_irods_class
+class char_array:  # noqa: N801 - real name
+    """Opaque, like the real one: len() and slicing work, iteration yields 1-char strings, no buffer protocol."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __getitem__(self, item: Any) -> Any:
+        if isinstance(item, slice):
+            return char_array(self._data[item])
+        return chr(self._data[item])
+
+    def __iter__(self) -> Iterator[str]:
+        return (chr(b) for b in self._data)
+
+
+@_irods_class
+class BytesBuf:
+    def __init__(self) -> None:
+        self._data = b""
+
+    @property
+    def buf(self) -> char_array:
+        return char_array(self._data)
+
+    @property
+    def len(self) -> int:
+        return len(self._data)
+
+    def set_buffer(self, data: Any) -> None:
+        if isinstance(data, str):
+            data = data.encode("utf-8")
+        self._data = bytes(data)
+
+    def get_bytes(self) -> List[int]:
+        return list(self._data)
+
+    def get_byte(self, i: int) -> int:
+        return self._data[i]
+
+    def clear_buffer(self) -> None:
+        self._data = b""
+
+
+class _ObjTypeValue:
+    def __init__(self, name: str, value: int) -> None:
+        self.name, self.value = name, value
+
+    def __repr__(self) -> str:
+        return "irods_types.objType." + self.name
+
+    def __int__(self) -> int:
+        return self.value
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, _ObjTypeValue):
+            return self.value == other.value
+        return other == self.value
+
+    def __hash__(self) -> int:
+        return hash(self.value)
+
+
+@_irods_class
+class objType:  # noqa: N801 - real name
+    UNKNOWN_OBJ_T = _ObjTypeValue("UNKNOWN_OBJ_T", 0)
+    DATA_OBJ = _ObjTypeValue("DATA_OBJ", 1)
+    COLL_OBJ = _ObjTypeValue("COLL_OBJ", 2)
+
+
+@_irods_class
+class RodsObjStat:
+    def __init__(self) -> None:
+        self.objType: _ObjTypeValue = objType.UNKNOWN_OBJ_T
+        self.objSize = 0
+        self.modifyTime = "0"
+        self.createTime = "0"
+        self.chksum = ""
+        self.ownerName = ""
+
+
+@_irods_class
+class PluginContext:
+    def __init__(self, values: Dict[str, str]) -> None:
+        self._values = dict(values)
+
+    def map(self) -> Dict[str, str]:
+        return dict(self._values)
+
+
+@_irods_class
+class OpenedDataObjInp:
+    def __init__(self, l1descInx: int = 3) -> None:  # noqa: N803 - real name
+        self.l1descInx = l1descInx
+        self.len = 0
+        self.whence = 0
+        self.offset = 0
+
+
+@_irods_class
+class KeyValPair:
+    def __init__(self) -> None:
+        self._kv: Dict[str, str] = {}
+
+    def __getitem__(self, key: str) -> str:
+        return self._kv[key]
+
+    def __setitem__(self, key: str, value: str) -> None:
+        self._kv[key] = value
+
+
+@_irods_class
+class DataObjInp:
+    def __init__(self, objPath: str = "") -> None:  # noqa: N803 - real name
+        self.objPath = objPath
+        self.condInput = KeyValPair()
+
+
+def make_irods_types() -> types.ModuleType:
+    m = types.ModuleType("irods_types")
+    for cls in (char_array, BytesBuf, objType, RodsObjStat, PluginContext, OpenedDataObjInp, KeyValPair,
+                DataObjInp):
+        setattr(m, cls.__name__, cls)
+    return m
+
+
+def make_irods_errors() -> types.ModuleType:
+    m = types.ModuleType("irods_errors")
+    m.RULE_ENGINE_CONTINUE = RULE_ENGINE_CONTINUE  # type: ignore[attr-defined]
+    m.RULE_ENGINE_SKIP_OPERATION = 5001000  # type: ignore[attr-defined]
+    for name, code in CODES.items():
+        setattr(m, name, code)
+    return m
+
+
+# ---------------------------------------------------------------------- genquery
+# The subset of GenQuery1 columns the policy and the probes use, mapped onto the simulated catalog.
+_COLUMNS = {
+    "COLL_NAME": "c.path",
+    "COLL_PARENT_NAME": "c.parent",
+    "COLL_OWNER_NAME": "c.owner",
+    "DATA_NAME": "o.name",
+    "DATA_SIZE": "o.size",
+    "DATA_CHECKSUM": "o.checksum",
+    "DATA_OWNER_NAME": "o.owner",
+    "DATA_ACCESS_NAME": "da.level",
+    "COLL_ACCESS_NAME": "ca.level",
+    "USER_NAME": "u.name",
+    "USER_TYPE": "u.type",
+    "META_COLL_ATTR_NAME": "cm.attr",
+    "META_COLL_ATTR_VALUE": "cm.value",
+    "META_COLL_ATTR_UNITS": "cm.units",
+    "META_DATA_ATTR_NAME": "dm.attr",
+    "META_DATA_ATTR_VALUE": "dm.value",
+    "META_DATA_ATTR_UNITS": "dm.units",
+}
+_COND_RE = re.compile(r"\s*([A-Z_]+)\s*(=|like|LIKE|!=|<>)\s*'((?:[^']|'')*)'\s*")
+
+AS_TUPLE, AS_DICT, AS_LIST = 0, 1, 2
+
+
+def _genquery_sql(columns: Sequence[str], conditions: str) -> Any:
+    used = list(columns)
+    conds = []
+    params: List[str] = []
+    rest = conditions.strip()
+    while rest:
+        m = _COND_RE.match(rest)
+        if not m:
+            raise RuntimeError("[iRods__Error__Code:-130000] [-]\tsimulated genquery cannot parse: " + rest)
+        col, op, val = m.group(1), m.group(2).lower(), m.group(3).replace("''", "'")
+        if col not in _COLUMNS:
+            raise RuntimeError("[iRods__Error__Code:-130000] [-]\tsimulated genquery has no column " + col)
+        used.append(col)
+        sqlop = {"=": "=", "like": "LIKE", "!=": "!=", "<>": "!="}[op]
+        conds.append("{} {} ?".format(_COLUMNS[col], sqlop))
+        params.append(val)
+        rest = rest[m.end():]
+        if rest.lower().startswith("and "):
+            rest = rest[4:]
+        elif rest:
+            raise RuntimeError("[iRods__Error__Code:-130000] [-]\tsimulated genquery cannot parse: " + rest)
+    for col in columns:
+        if col not in _COLUMNS:
+            raise RuntimeError("[iRods__Error__Code:-130000] [-]\tsimulated genquery has no column " + col)
+    prefixes = {_COLUMNS[c].split(".")[0] for c in used}
+    data_side = bool(prefixes & {"o", "da", "dm"})
+    joins = []
+    if data_side:
+        base = "objs o JOIN colls c ON o.coll = c.path"
+        if "da" in prefixes:
+            joins.append("JOIN acl da ON da.kind='D' AND da.oid=o.id")
+        if "dm" in prefixes:
+            joins.append("JOIN avu dm ON dm.kind='D' AND dm.oid=o.id")
+        if "u" in prefixes:
+            joins.append("JOIN users u ON u.name = " + ("da.user" if "da" in prefixes else "o.owner"))
+    elif prefixes & {"c", "ca", "cm"}:
+        base = "colls c"
+        if "ca" in prefixes:
+            joins.append("JOIN acl ca ON ca.kind='C' AND ca.oid=c.id")
+        if "cm" in prefixes:
+            joins.append("JOIN avu cm ON cm.kind='C' AND cm.oid=c.id")
+        if "u" in prefixes:
+            joins.append("JOIN users u ON u.name = " + ("ca.user" if "ca" in prefixes else "c.owner"))
+    else:
+        base = "users u"
+    sql = "SELECT DISTINCT {} FROM {} {}{} ORDER BY {}".format(
+        ", ".join(_COLUMNS[c] for c in columns), base, " ".join(joins),
+        (" WHERE " + " AND ".join(conds)) if conds else "", ", ".join(_COLUMNS[c] for c in columns))
+    return sql, params
+
+
+class Query:
+    """genquery.Query over the simulated catalog reached through the fake callback."""
+
+    def __init__(self, callback: Any, columns: Any, conditions: str = "", output: int = AS_TUPLE,
+                 offset: int = 0, limit: Optional[int] = None, case_sensitive: bool = True,
+                 options: int = 0, parser: Any = None, order_by: Any = None) -> None:
+        self.callback = callback
+        self.columns = [columns] if isinstance(columns, str) else list(columns)
+        self.conditions = conditions
+        self.output = output
+        self.offset = offset
+        self.limit = limit
+
+    def _rows(self) -> List[Any]:
+        server = self.callback._server
+        server.catalog._op("genquery", self.conditions)
+        sql, params = _genquery_sql(self.columns, self.conditions)
+        rows = server.catalog.query_rows(sql, params)[self.offset:]
+        if self.limit is not None:
+            rows = rows[: self.limit]
+        out: List[Any] = []
+        for r in rows:
+            vals = ["" if v is None else str(v) for v in r]
+            if self.output == AS_DICT:
+                out.append(dict(zip(self.columns, vals)))
+            elif self.output == AS_LIST:
+                out.append(vals)
+            elif len(vals) == 1:
+                out.append(vals[0])
+            else:
+                out.append(tuple(vals))
+        return out
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._rows())
+
+    def first(self) -> Any:
+        rows = self._rows()
+        return rows[0] if rows else None
+
+    def total_rows(self) -> int:
+        return len(self._rows())
+
+    def close(self) -> None:
+        pass
+
+
+def make_genquery() -> types.ModuleType:
+    m = types.ModuleType("genquery")
+    m.Query = Query  # type: ignore[attr-defined]
+    m.AS_TUPLE, m.AS_DICT, m.AS_LIST = AS_TUPLE, AS_DICT, AS_LIST  # type: ignore[attr-defined]
+    return m
+
+
+def make_session_vars() -> types.ModuleType:
+    m = types.ModuleType("session_vars")
+
+    def get_map(rei: Any) -> Dict[str, Any]:
+        return {
+            "client_user": {"user_name": rei.uoic.userName, "rods_zone": rei.uoic.rodsZone},
+            "proxy_user": {"user_name": rei.uoip.userName, "rods_zone": rei.uoip.rodsZone},
+            "collection": {}, "connection": {}, "data_object": {"object_path": rei.doi.objPath},
+            "key_value_pairs": {}, "operation_type": "", "other_user": {},
+            "plugin_instance_name": "irods_rule_engine_plugin-python-instance", "status": 0,
+        }
+
+    m.get_map = get_map  # type: ignore[attr-defined]
+    return m
+
+
+def install() -> None:
+    """Make `import irods_types` (and friends) work as inside the server."""
+    for name, maker in (("irods_types", make_irods_types), ("irods_errors", make_irods_errors),
+                        ("genquery", make_genquery), ("session_vars", make_session_vars)):
+        if name not in sys.modules or not getattr(sys.modules[name], "_simzone", False):
+            mod = maker()
+            mod._simzone = True  # type: ignore[attr-defined]
+            sys.modules[name] = mod

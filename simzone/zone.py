@@ -1,0 +1,93 @@
+"""The Zone port implemented directly on the simulated catalog, acting as one user.
+
+Used for the data plane of the fake PREP runtime (production uses a
+python-irodsclient session there), by the CLI's `zone ls`, and by tests that
+exercise the use cases without going through the callback.
+"""
+
+from __future__ import annotations
+
+from typing import BinaryIO, Callable, List, Optional, Sequence
+
+from policy.errors import error_for
+from policy.zone import COLLECTION, DATA_OBJECT, Ace, Avu, Listing, MetaOp, Stat
+from simzone.catalog import SimCatalog
+
+
+class SimZone:
+    """Zone port over SimCatalog as `user`."""
+
+    def __init__(self, catalog: SimCatalog, user: str,
+                 scheduler: Optional[Callable[[str, str, int], None]] = None) -> None:
+        self.catalog = catalog
+        self.user = user
+        self.zone_name = catalog.zone_name
+        self._scheduler = scheduler
+
+    def stat(self, path: str) -> Stat:
+        return self.catalog.stat(self.user, path)
+
+    def create_collection(self, path: str, recursive: bool = False) -> None:
+        self.catalog.create_collection(self.user, path, recursive)
+
+    def rename(self, src: str, dst: str) -> None:
+        self.catalog.rename(self.user, src, dst)
+
+    def set_acl(self, path: str, user: str, level: str, recursive: bool = False) -> None:
+        self.catalog.set_acl(self.user, path, user, level, recursive)
+
+    def set_inheritance(self, path: str, inherit: bool, recursive: bool = False) -> None:
+        self.catalog.set_inheritance(self.user, path, inherit, recursive)
+
+    def acl(self, path: str) -> List[Ace]:
+        return self.catalog.acl(path)
+
+    def apply_metadata(self, path: str, ops: Sequence[MetaOp]) -> None:
+        import json
+
+        kind = self.catalog.stat(self.user, path).kind
+        self.catalog.apply_metadata(self.user, json.dumps({
+            "entity_name": path, "entity_type": kind,
+            "operations": [{"operation": o.operation, "attribute": o.attribute, "value": o.value,
+                            "units": o.units} for o in ops]}))
+
+    def metadata(self, path: str) -> List[Avu]:
+        return self.catalog.metadata(path)
+
+    def checksum(self, path: str) -> str:
+        return self.catalog.checksum(self.user, path)
+
+    def list_collection(self, path: str) -> Listing:
+        return self.catalog.list_collection(path)
+
+    def find_by_metadata(self, attribute: str, value: str, kind: str = COLLECTION) -> List[str]:
+        return self.catalog.find_by_metadata(attribute, value, kind)
+
+    def user_type(self, name: str) -> Optional[str]:
+        return self.catalog.user_type(name)
+
+    def schedule(self, rule_call: str, delay_seconds: int = 1) -> None:
+        if self._scheduler is None:
+            raise error_for(-1828000, "this simulated zone has no delay server attached")
+        self._scheduler(self.user, rule_call, delay_seconds)
+
+    def remove_object(self, path: str) -> None:
+        self.catalog.unlink(self.user, path)
+
+    def remove_collection(self, path: str) -> None:
+        self.catalog.remove_collection(self.user, path)
+
+    def read_small(self, path: str, limit: int) -> bytes:
+        st = self.catalog.stat(self.user, path)
+        if st.kind != DATA_OBJECT:
+            raise error_for(-130000, path + " is a collection")
+        if st.size > limit:
+            raise error_for(-130000, "{} is {} bytes, over the limit of {}".format(path, st.size, limit))
+        with self.catalog.open_read(self.user, path) as f:
+            return f.read(limit + 1)
+
+    def open_read(self, path: str) -> BinaryIO:
+        return self.catalog.open_read(self.user, path)
+
+    def open_new(self, path: str) -> BinaryIO:
+        return self.catalog.open_new(self.user, path)  # type: ignore[return-value]
