@@ -43,8 +43,10 @@ def resolve_identity(mapping: UserMapping, omero_server: str, omero_user: str, s
                                       "create it or fix the mapping".format(who, target), "mapped_user_missing")
     if utype == "rodsadmin":
         return IdentityDecision(None, "{} is mapped to '{}', a rodsadmin, which is refused: snapshots are only "
-                                      "handed to ordinary users".format(who, target), "mapped_to_rodsadmin")
+                                      "handed to ordinary users; the admin must map it to the researcher's own "
+                                      "rodsuser account".format(who, target), "mapped_to_rodsadmin")
     if utype == "rodsgroup":
-        return IdentityDecision(None, "{} is mapped to '{}', which is a group, not a user".format(who, target),
+        return IdentityDecision(None, "{} is mapped to '{}', which is a group, not a user; the admin must map "
+                                      "it to the researcher's own iRODS account".format(who, target),
                                 "mapped_to_group")
     return IdentityDecision(target)

@@ -167,15 +167,15 @@ def validate_drop(zone: Zone, config: PolicyConfig, drop_id: str) -> Manifest:
         raise Refused("manifest.drop_id {!r} does not match the drop collection name {!r}"
                       .format(manifest.drop_id, drop_id), "drop_id_mismatch")
     archive = manifest.archive
+    if archive.name not in names:
+        raise Refused("manifest.archive.name {!r} is not in the drop: the archive is missing"
+                      .format(archive.name), "archive_missing")
     extra = sorted(set(names) - {MANIFEST_NAME, archive.name})
     if listing.collections:
         extra += [basename_of(c) + "/" for c in listing.collections]
     if extra:
         raise Refused("the drop holds objects the manifest does not name: {}; a drop holds exactly the archive "
                       "and {}".format(", ".join(extra[:5]), MANIFEST_NAME), "unexpected_object")
-    if archive.name not in names:
-        raise Refused("manifest.archive.name {!r} is not in the drop: the archive is missing"
-                      .format(archive.name), "archive_missing")
     st = names[archive.name]
     if st.size != archive.size:
         raise Refused("archive size mismatch: manifest.archive.size says {} bytes, iRODS holds {} bytes; the "

@@ -12,9 +12,10 @@ from __future__ import annotations
 import re
 import unicodedata
 
-_SAFE_USER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
-_SAFE_ZONE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_SAFE_DROP = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{7,63}$")
+# Used with fullmatch: Python's '$' would also accept one trailing newline ("alice\n").
+_SAFE_USER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
+_SAFE_ZONE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_SAFE_DROP = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{7,63}")
 _UNSAFE_RUN = re.compile(r"[^A-Za-z0-9.-]+")
 
 
@@ -23,7 +24,7 @@ class PlacementError(ValueError):
 
 
 def is_safe_drop_id(drop_id: str) -> bool:
-    return bool(_SAFE_DROP.match(drop_id or "")) and drop_id not in ("quarantine",) and ".." not in drop_id
+    return bool(_SAFE_DROP.fullmatch(drop_id or "")) and drop_id not in ("quarantine",) and ".." not in drop_id
 
 
 def check_logical_path(path: str) -> str:
@@ -31,16 +32,16 @@ def check_logical_path(path: str) -> str:
     if not path.startswith("/") or path.endswith("/") or "//" in path:
         raise PlacementError("not a normalised absolute path: {!r}".format(path))
     for part in path.split("/")[1:]:
-        if part in (".", "..") or any(ord(ch) < 32 or ord(ch) == 127 for ch in part):
+        if part in (".", "..") or any(ord(ch) < 32 or 127 <= ord(ch) <= 159 for ch in part):  # C0, DEL, C1
             raise PlacementError("unsafe path component {!r} in {!r}".format(part, path))
     return path
 
 
 def snapshot_root(template: str, zone: str, irods_user: str) -> str:
     """The user's snapshot root from the admin's template ({zone}, {irods_user} only)."""
-    if not _SAFE_ZONE.match(zone):
+    if not _SAFE_ZONE.fullmatch(zone):
         raise PlacementError("unsafe zone name {!r}".format(zone))
-    if not _SAFE_USER.match(irods_user) or irods_user in (".", ".."):
+    if not _SAFE_USER.fullmatch(irods_user) or irods_user in (".", ".."):
         raise PlacementError("unsafe iRODS user name {!r}".format(irods_user))
     root = template.replace("{zone}", zone).replace("{irods_user}", irods_user)
     if "{" in root or "}" in root:

@@ -62,7 +62,7 @@ class PrepZone:
         return list(result["arguments"])
 
     def _query(self, columns: Sequence[str], conditions: str) -> List[Any]:
-        from genquery import Query  # type: ignore[import-not-found]  # lives in /etc/irods
+        from genquery import Query  # lives in /etc/irods (PREP)
 
         try:
             return list(Query(self.callback, list(columns), conditions))
@@ -78,7 +78,7 @@ class PrepZone:
 
     # ------------------------------------------------------------------ control plane
     def stat(self, path: str) -> Stat:
-        import irods_types  # type: ignore[import-not-found]  # built into PREP
+        import irods_types  # built into PREP
 
         out = self._msi("msiObjStat", path, irods_types.RodsObjStat())[1]
         kind = DATA_OBJECT if "DATA_OBJ" in repr(out.objType) else COLLECTION
@@ -169,7 +169,7 @@ class PrepZone:
     # ------------------------------------------------------------------ data plane
     def read_small(self, path: str, limit: int) -> bytes:
         """Small objects (the manifest) through PREP buffers: slow per byte, but no extra session needed."""
-        import irods_types  # type: ignore[import-not-found]
+        import irods_types
 
         st = self.stat(path)
         if st.kind != DATA_OBJECT:

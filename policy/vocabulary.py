@@ -55,6 +55,8 @@ MAX_VALUE_CHARS = 2700  # iRODS keeps AVU values up to 2700 bytes
 
 def clip(value: str, limit: int = MAX_VALUE_CHARS) -> str:
     """AVU values have a size limit; a reason must still fit (and never be empty)."""
+    if limit < 4:
+        raise ValueError("clip limit must be at least 4 bytes, not {}".format(limit))
     value = value if value else "-"
     data = value.encode("utf-8")
     if len(data) <= limit:

@@ -17,12 +17,7 @@ Adapters: policy.prep_zone (PREP callback), policy.prc_zone
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import BinaryIO, List, Optional, Sequence, Tuple
-
-try:  # Protocol is 3.8+, runtime_checkable too; keep import cheap
-    from typing import Protocol
-except ImportError:  # pragma: no cover
-    Protocol = object  # type: ignore[assignment,misc]
+from typing import BinaryIO, List, Optional, Protocol, Sequence, Tuple
 
 COLLECTION = "collection"
 DATA_OBJECT = "data_object"

@@ -1,0 +1,1 @@
+"""OMERO scripts (uploaded with omero script upload --official)."""

@@ -1,0 +1,1 @@
+"""OMERO snapshots in iRODS: server-side policy (decisions and use cases)."""

@@ -1,0 +1,59 @@
+"""Drop builders shared by the tests (the fixture that uses them is in conftest.py)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from typing import Any, Dict, Optional
+
+from policy.manifest import build_manifest, manifest_to_json, new_drop_id
+from simzone.deploy import SimulatedDeployment, archive_format, file_sha256
+
+DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
+FIXTURES = {
+    "image_tar": os.path.join(DATA, "valid_single_image.tar"),
+    "dataset_zip": os.path.join(DATA, "valid_single_dataset.zip"),
+    "plate_zip": os.path.join(DATA, "simple_plate.zip"),
+}
+OMERO_SERVER = "omero.example.org"
+
+
+def sha256_file(path: str) -> str:
+    return file_sha256(path)
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def enrolled_deployment(zone_dir: str) -> SimulatedDeployment:
+    """A fresh simulated zone where OMERO user jdoe@omero.example.org is enrolled as iRODS user alice."""
+    d = SimulatedDeployment(zone_dir)
+    res = d.enrol("alice", "jdoe", OMERO_SERVER)
+    assert res["ok"], res
+    return d
+
+
+def manifest_doc(archive: str, drop_id: Optional[str] = None, **over: Any) -> Dict[str, Any]:
+    fmt = archive_format(archive)
+    kw: Dict[str, Any] = dict(
+        drop_id=drop_id or new_drop_id(), omero_user="jdoe", omero_user_id=52, omero_group="lab",
+        omero_server=OMERO_SERVER, objects={"Image": [51]}, archive_name="transfer." + fmt,
+        archive_size=os.path.getsize(archive), archive_sha256=file_sha256(archive), archive_format=fmt,
+        packer_version="1.3.2", label="my label")
+    kw.update(over)
+    return build_manifest(**kw)
+
+
+def drop(d: SimulatedDeployment, archive: str, doc: Optional[Dict[str, Any]] = None, raw: Optional[bytes] = None,
+         drop_id: Optional[str] = None, as_user: Optional[str] = None, archive_name: Optional[str] = None,
+         run: bool = True) -> Any:
+    """Upload a drop as OMERO would and let the delay server run; returns (drop_id, upload result)."""
+    doc = doc if doc is not None else manifest_doc(archive, drop_id)
+    drop_id = drop_id or doc.get("drop_id") or new_drop_id()
+    name = archive_name or (doc.get("archive", {}).get("name") if isinstance(doc.get("archive"), dict) else None)
+    up = d.upload_drop(archive, raw if raw is not None else manifest_to_json(doc), drop_id, as_user=as_user,
+                       archive_name=name or os.path.basename(archive))
+    if run:
+        d.run_delay_server()
+    return drop_id, up
