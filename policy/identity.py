@@ -49,4 +49,7 @@ def resolve_identity(mapping: UserMapping, omero_server: str, omero_user: str, s
         return IdentityDecision(None, "{} is mapped to '{}', which is a group, not a user; the admin must map "
                                       "it to the researcher's own iRODS account".format(who, target),
                                 "mapped_to_group")
+    if utype not in ("rodsuser", "groupadmin"):
+        return IdentityDecision(None, "{} is mapped to '{}' of user type '{}'; only rodsuser and groupadmin "
+                                      "accounts receive snapshots".format(who, target, utype), "mapped_user_type")
     return IdentityDecision(target)

@@ -166,6 +166,34 @@ class PrepZone:
     def remove_collection(self, path: str) -> None:
         self._msi("msiRmColl", path, "", 0)
 
+    # ------------------------------------------------------------------ bulk extraction (fast unpack path)
+    def native_extract_resource(self, archive: str, configured: Optional[str]) -> Optional[str]:
+        """The resource msiTarFileExtract may extract onto, or None when it must not be used.
+
+        Only a plain unixfilesystem leaf on this very server qualifies: the native extractor
+        hard-links sub-files in a local POSIX vault and needs the same zone.
+        """
+        import socket
+
+        if configured:
+            hier = configured
+        else:
+            rows = self._query(["DATA_RESC_HIER"], "COLL_NAME = {} and DATA_NAME = {}".format(
+                _quote(parent_of(archive)), _quote(basename_of(archive))))
+            if not rows:
+                return None
+            hier = str(rows[0] if isinstance(rows[0], str) else rows[0][0])
+        if ";" in hier:
+            return None
+        info = self._query(["RESC_TYPE_NAME", "RESC_LOC"], "RESC_NAME = " + _quote(hier))
+        if not info or str(info[0][0]) != "unixfilesystem":
+            return None
+        local = {socket.gethostname(), socket.getfqdn(), "localhost"}
+        return hier if str(info[0][1]) in local else None
+
+    def native_extract(self, archive: str, target: str, resource: str) -> None:
+        self._msi("msiTarFileExtract", archive, target, resource, 0)
+
     # ------------------------------------------------------------------ data plane
     def read_small(self, path: str, limit: int) -> bytes:
         """Small objects (the manifest) through PREP buffers: slow per byte, but no extra session needed."""

@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import re
+import socket
 import sqlite3
 import time
 from contextlib import contextmanager
@@ -34,6 +35,7 @@ CREATE TABLE IF NOT EXISTS acl (kind TEXT, oid INTEGER, user TEXT, level TEXT, P
 CREATE TABLE IF NOT EXISTS avu (kind TEXT, oid INTEGER, attr TEXT, value TEXT, units TEXT);
 CREATE INDEX IF NOT EXISTS avu_by_attr ON avu (attr, value);
 CREATE INDEX IF NOT EXISTS avu_by_obj ON avu (kind, oid);
+CREATE TABLE IF NOT EXISTS resources (name TEXT PRIMARY KEY, type TEXT, loc TEXT);
 CREATE TABLE IF NOT EXISTS delay (id INTEGER PRIMARY KEY, user TEXT, cond TEXT, body TEXT, created INTEGER,
     state TEXT DEFAULT 'pending', result TEXT);
 """
@@ -65,6 +67,9 @@ class SimCatalog:
         self.fault_hook: Optional[FaultHook] = None
         self.calls: Dict[str, int] = {}
         self.zone_name: str = row[0] if row else zone_name
+        # One local unixfilesystem resource, like a fresh server's demoResc.
+        self.db.execute("INSERT OR IGNORE INTO resources VALUES ('demoResc', 'unixfilesystem', ?)",
+                        (socket.gethostname(),))
         if row is None:
             self._bootstrap(zone_name)
 

@@ -100,6 +100,9 @@ class FakeServer:
         etc = os.path.dirname(os.path.abspath(core_py))
         if etc not in sys.path:
             sys.path.append(etc)
+        # On a server genquery.py and session_vars.py are files in the config directory (round 2 'import').
+        for name in ("genquery", "session_vars"):
+            sys.modules[name].__file__ = os.path.join(etc, name + ".py")
         spec = importlib.util.spec_from_file_location(module_name, core_py)
         assert spec is not None and spec.loader is not None
         mod = importlib.util.module_from_spec(spec)
@@ -150,12 +153,16 @@ class FakeServer:
         """The post-PEPs a finished upload fires, in the order the real server fired them (round 1)."""
         ctx = self._resource_modified_ctx(path, user, size)
         if api == "prc_parallel":
-            buf = prep_types.BytesBuf()
-            buf.set_buffer(b'{"fd": 3, "send_notification": false, "update_size": false, '
-                           b'"update_status": false, "compute_checksum": false}0bef]]')
+            # The real buffer is not NUL-terminated: str(buf.buf) runs past `len` into garbage (round 1).
+            buf = prep_types.unterminated_bytes_buf(
+                b'{"fd": 3, "send_notification": false, "update_size": false, '
+                b'"update_status": false, "compute_checksum": false}', b"0bef]]")
             self._fire("pep_api_replica_close_post", [PYTHON_INSTANCE, ctx, buf], user, path, outcome)
         self._fire("pep_resource_modified_post", [PYTHON_INSTANCE, ctx, ""], user, path, outcome)
         self._fire("acPostProcForPut", [], user, path, outcome)
+        if outcome.client_error is not None:
+            # The close/put API call failed, so its API post-PEP does not fire (round 2: .raise, .negative).
+            return
         if api in ("prc", "prc_parallel"):
             self._fire("pep_api_data_obj_close_post", [PYTHON_INSTANCE, ctx, prep_types.OpenedDataObjInp(3)],
                        user, path, outcome)

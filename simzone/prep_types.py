@@ -26,12 +26,22 @@ def _irods_class(cls: type) -> type:
     return cls
 
 
+def _public_dir(obj: object) -> List[str]:
+    """dir() without the stand-in's private state, so `dir(BytesBuf())` lists what the real class has."""
+    return [n for n in object.__dir__(obj) if n.startswith("__") or not n.startswith("_")]
+
+
 @_irods_class
 class char_array:  # noqa: N801 - real name
-    """Opaque, like the real one: len() and slicing work, iteration yields 1-char strings, no buffer protocol."""
+    """Opaque, like the real one: len() and slicing work, iteration yields 1-char strings, no buffer protocol.
 
-    def __init__(self, data: bytes) -> None:
+    str() reads it as the C string it is: up to the first NUL, and on past `len` into whatever follows when
+    the server did not NUL-terminate the buffer (observed: pep_api_replica_close_post's JSON + garbage).
+    """
+
+    def __init__(self, data: bytes, tail: bytes = b"") -> None:
         self._data = data
+        self._tail = tail
 
     def __len__(self) -> int:
         return len(self._data)
@@ -44,15 +54,26 @@ class char_array:  # noqa: N801 - real name
     def __iter__(self) -> Iterator[str]:
         return (chr(b) for b in self._data)
 
+    def __str__(self) -> str:
+        raw = self._data + self._tail
+        return raw.split(b"\0", 1)[0].decode("utf-8", "replace")
+
+    def __dir__(self) -> List[str]:
+        return _public_dir(self)
+
 
 @_irods_class
 class BytesBuf:
     def __init__(self) -> None:
         self._data = b""
+        self._tail = b""
+
+    def __dir__(self) -> List[str]:
+        return _public_dir(self)
 
     @property
     def buf(self) -> char_array:
-        return char_array(self._data)
+        return char_array(self._data, self._tail)
 
     @property
     def len(self) -> int:
@@ -62,6 +83,7 @@ class BytesBuf:
         if isinstance(data, str):
             data = data.encode("utf-8")
         self._data = bytes(data)
+        self._tail = b""
 
     def get_bytes(self) -> List[int]:
         return list(self._data)
@@ -71,6 +93,16 @@ class BytesBuf:
 
     def clear_buffer(self) -> None:
         self._data = b""
+        self._tail = b""
+
+
+def unterminated_bytes_buf(data: bytes, garbage: bytes) -> BytesBuf:
+    """A BytesBuf as the server hands one to a PEP: `len` bytes of content, not NUL-terminated, so str(buf.buf)
+    runs on into `garbage` (round 1, pep_api_replica_close_post)."""
+    b = BytesBuf()
+    b.set_buffer(data)
+    b._tail = bytes(garbage)
+    return b
 
 
 class _ObjTypeValue:
@@ -184,6 +216,11 @@ _COLUMNS = {
     "META_DATA_ATTR_NAME": "dm.attr",
     "META_DATA_ATTR_VALUE": "dm.value",
     "META_DATA_ATTR_UNITS": "dm.units",
+    "DATA_RESC_NAME": "o.resc",
+    "DATA_RESC_HIER": "o.resc",
+    "RESC_NAME": "r.name",
+    "RESC_TYPE_NAME": "r.type",
+    "RESC_LOC": "r.loc",
 }
 _COND_RE = re.compile(r"\s*([A-Z_]+)\s*(=|like|LIKE|!=|<>)\s*'((?:[^']|'')*)'\s*")
 
@@ -223,6 +260,8 @@ def _genquery_sql(columns: Sequence[str], conditions: str) -> Any:
             joins.append("JOIN acl da ON da.kind='D' AND da.oid=o.id")
         if "dm" in prefixes:
             joins.append("JOIN avu dm ON dm.kind='D' AND dm.oid=o.id")
+        if "r" in prefixes:
+            joins.append("JOIN resources r ON r.name = o.resc")
         if "u" in prefixes:
             joins.append("JOIN users u ON u.name = " + ("da.user" if "da" in prefixes else "o.owner"))
     elif prefixes & {"c", "ca", "cm"}:
@@ -233,6 +272,8 @@ def _genquery_sql(columns: Sequence[str], conditions: str) -> Any:
             joins.append("JOIN avu cm ON cm.kind='C' AND cm.oid=c.id")
         if "u" in prefixes:
             joins.append("JOIN users u ON u.name = " + ("ca.user" if "ca" in prefixes else "c.owner"))
+    elif "r" in prefixes:
+        base = "resources r"
     else:
         base = "users u"
     sql = "SELECT DISTINCT {} FROM {} {}{} ORDER BY {}".format(

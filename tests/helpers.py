@@ -26,9 +26,18 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def enrolled_deployment(zone_dir: str) -> SimulatedDeployment:
+def config_with(**unpack: Any) -> Dict[str, Any]:
+    """The default configuration with some `unpack` settings changed."""
+    from policy.config import default_config_dict
+
+    cfg = default_config_dict()
+    cfg.setdefault("unpack", {}).update(unpack)
+    return cfg
+
+
+def enrolled_deployment(zone_dir: str, config_dict: Optional[Dict[str, Any]] = None) -> SimulatedDeployment:
     """A fresh simulated zone where OMERO user jdoe@omero.example.org is enrolled as iRODS user alice."""
-    d = SimulatedDeployment(zone_dir)
+    d = SimulatedDeployment(zone_dir, config_dict=config_dict)
     res = d.enrol("alice", "jdoe", OMERO_SERVER)
     assert res["ok"], res
     return d

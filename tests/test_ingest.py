@@ -12,7 +12,7 @@ import os
 from typing import Any, Dict, List
 
 import pytest
-from helpers import FIXTURES, OMERO_SERVER, drop, manifest_doc, sha256_file
+from helpers import FIXTURES, OMERO_SERVER, config_with, drop, enrolled_deployment, manifest_doc, sha256_file
 
 from policy import vocabulary as V
 from policy.errors import NoPermission
@@ -21,6 +21,12 @@ from policy.manifest import new_drop_id
 from policy.process import process_drop
 
 SVC = "omero-svc"
+
+
+@pytest.fixture
+def dep(tmp_path: Any) -> Any:
+    """The save path alone: unpacking off, so a good drop ends `placed` (test_unpack.py covers the rest)."""
+    return enrolled_deployment(str(tmp_path / "zone"), config_with(enabled=False))
 
 
 def avus(d: Any, path: str) -> Dict[str, List[str]]:

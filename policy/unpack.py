@@ -1,0 +1,244 @@
+"""Unpack a placed snapshot's archive into <snapshot>/content/, verified, with searchable metadata.
+
+Runs in the delayed rule, as the service account, between `placed` and the
+hand-over (ingest's process hook). Two paths give the same objects,
+checksums, AVUs and statuses:
+
+- streaming (everywhere): the archive is read once, sequentially, through
+  libarchive; each member is checked before any of its bytes are written,
+  then written once in 4 MiB writes; its sha256 is computed on the way and
+  compared with the checksum iRODS computes for the new object;
+- fast (a tar on a local unixfilesystem resource, when the zone offers
+  msiTarFileExtract): our own full safety scan first (one read), then the
+  native bulk extraction, then every extracted object's iRODS checksum
+  compared with the scan's sha256 and the member list compared name by name.
+  A mismatch (an archive swapped between scan and extraction) fails the
+  snapshot and removes what was extracted.
+
+A refusal or failure leaves nothing under content/ and the archive untouched;
+a crash leaves a partial content/ that the rerun removes before starting
+again (status `unpacking` marks it), so reruns converge.
+"""
+
+from __future__ import annotations
+
+import logging
+import unicodedata
+from typing import Any, BinaryIO, Dict, List, Optional, Set, Tuple
+
+from policy import vocabulary as V
+from policy.config import PolicyConfig
+from policy.errors import IrodsError, NotFound
+from policy.ingest import set_status
+from policy.manifest import Manifest
+from policy.zone import COLLECTION, Avu, MetaOp, Zone
+
+CONTENT = "content"
+log = logging.getLogger("omero_snapshots.unpack")
+
+
+class UnpackFailed(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def safety_limits(config: PolicyConfig) -> Any:
+    from policy.member_safety import SafetyLimits
+
+    lim = config.limits
+    return SafetyLimits(max_members=lim.max_members, max_total_bytes=lim.max_total_bytes,
+                        max_expansion_ratio=lim.max_expansion_ratio,
+                        max_member_path_bytes=lim.max_member_path_bytes,
+                        max_member_name_bytes=lim.max_member_name_bytes,
+                        case_insensitive_duplicates=config.unpack.case_insensitive_duplicates)
+
+
+class ZoneSink:
+    """Writes members as new data objects under content/, creating each collection once."""
+
+    def __init__(self, zone: Zone, content: str) -> None:
+        self.zone = zone
+        self.content = content
+        self.made: Set[str] = set()
+        zone.create_collection(content, recursive=False)
+        self.made.add(content)
+
+    def make_collection(self, relpath: str) -> None:
+        path = self.content + "/" + relpath
+        if path in self.made:
+            return
+        parent = path.rsplit("/", 1)[0]
+        if parent not in self.made:
+            self.make_collection(parent[len(self.content) + 1:])
+        self.zone.create_collection(path, recursive=False)
+        self.made.add(path)
+
+    def open_member(self, relpath: str, size: int) -> BinaryIO:
+        parent = relpath.rsplit("/", 1)[0] if "/" in relpath else ""
+        if parent:
+            self.make_collection(parent)
+        return self.zone.open_new(self.content + "/" + relpath)
+
+
+def remove_tree(zone: Zone, top: str) -> int:
+    """Remove a collection the service account filled itself (a partial or refused unpack). Depth first."""
+    removed = 0
+    try:
+        listing = zone.list_collection(top)
+    except NotFound:
+        return 0
+    for sub in listing.collections:
+        removed += remove_tree(zone, sub)
+    for obj in listing.data_objects:
+        zone.remove_object(obj.path)
+        removed += 1
+    zone.remove_collection(top)
+    return removed
+
+
+def _walk_objects(zone: Zone, top: str) -> Dict[str, int]:
+    """relpath -> size of every data object under top."""
+    out: Dict[str, int] = {}
+    todo = [top]
+    while todo:
+        here = todo.pop()
+        listing = zone.list_collection(here)
+        todo.extend(listing.collections)
+        for obj in listing.data_objects:
+            out[obj.path[len(top) + 1:]] = obj.size
+    return out
+
+
+def _hex(irods_checksum: str) -> Optional[str]:
+    import base64
+    import binascii
+
+    if not irods_checksum.startswith("sha2:"):
+        return None
+    try:
+        return base64.b64decode(irods_checksum[5:], validate=True).hex()
+    except (ValueError, binascii.Error):
+        return None
+
+
+def _nfc(path: str) -> str:
+    return unicodedata.normalize("NFC", path)
+
+
+def _verify(zone: Zone, content: str, members: List[Any], total_bytes: int) -> None:
+    """The objects under content/ are exactly the archive's members, byte for byte (iRODS' own checksums)."""
+    present = {_nfc(k): v for k, v in _walk_objects(zone, content).items()}
+    expected = {_nfc(m.path): m for m in members}
+    if set(present) != set(expected):
+        missing = sorted(set(expected) - set(present))[:3]
+        extra = sorted(set(present) - set(expected))[:3]
+        raise UnpackFailed("content does not match the archive's member list (missing {}, unexpected {})"
+                           .format(missing or "none", extra or "none"))
+    if sum(present.values()) != total_bytes:
+        raise UnpackFailed("content holds {} bytes, the archive's members {}".format(sum(present.values()),
+                                                                                     total_bytes))
+    for rel, m in sorted(expected.items()):
+        if present[rel] != m.size:
+            raise UnpackFailed("member {!r}: {} bytes in iRODS, {} in the archive".format(rel, present[rel], m.size))
+        got = _hex(zone.checksum(content + "/" + rel))
+        if got != m.sha256:
+            raise UnpackFailed("member {!r}: iRODS checksum {} differs from the archive's sha256 {}; the archive "
+                               "changed during unpacking".format(rel, got, m.sha256))
+
+
+def _metadata_from_transfer_xml(zone: Zone, content: str) -> Tuple[List[Avu], Optional[str]]:
+    from policy.transfer_xml import TransferXmlError, summarize, summary_avus
+
+    try:
+        with zone.open_read(content + "/transfer.xml") as f:
+            summary = summarize(f)
+    except NotFound:
+        return [], "the packet has no transfer.xml: it cannot be loaded back with omero transfer unpack"
+    except TransferXmlError as e:
+        return [], str(e)
+    return [Avu(a, v) for a, v in summary_avus(summary, V.NS)], None
+
+
+def _can_fast_path(zone: Zone, config: PolicyConfig, manifest: Manifest, archive: str) -> Optional[str]:
+    """The resource to extract onto, when the native bulk extraction may be used; else None."""
+    if config.unpack.fast_path != "auto" or manifest.archive.format != "tar":
+        return None
+    probe = getattr(zone, "native_extract_resource", None)
+    if probe is None:
+        return None
+    resc: Optional[str] = probe(archive, config.unpack.resource or None)
+    return resc
+
+
+def _stream(zone: Zone, config: PolicyConfig, archive: str, content: str) -> Any:
+    from policy.archive_stream import stream_unpack
+
+    sink = ZoneSink(zone, content)
+    with zone.open_read(archive) as src:
+        return stream_unpack(src, sink, safety_limits(config))
+
+
+def _fast(zone: Zone, config: PolicyConfig, archive: str, content: str, resource: str) -> Any:
+    from policy.archive_stream import scan_archive
+
+    with zone.open_read(archive) as src:
+        report = scan_archive(src, safety_limits(config))
+    if report.refusal is not None:
+        return report
+    zone.native_extract(archive, content, resource)  # type: ignore[attr-defined]
+    return report
+
+
+def unpack_step(zone: Zone, config: PolicyConfig, manifest: Manifest, snapshot: str) -> Tuple[str, Optional[str]]:
+    """Process hook: (final status, reason). Never raises for a bad archive; zone failures propagate."""
+    archive = snapshot + "/" + manifest.archive.name
+    content = snapshot + "/" + CONTENT
+    set_status(zone, snapshot, V.UNPACKING)
+    leftover = remove_tree(zone, content)
+    if leftover:
+        log.info("removed %d objects of an earlier, interrupted unpack under %s", leftover, content)
+    resource = _can_fast_path(zone, config, manifest, archive)
+    path_used = "fast" if resource else "streaming"
+    try:
+        report = _fast(zone, config, archive, content, resource) if resource else \
+            _stream(zone, config, archive, content)
+        if report.refusal is not None:
+            raise UnpackFailed("archive refused: " + report.refusal.reason())
+        if report.archive_sha256 != manifest.archive.sha256:
+            raise UnpackFailed("the archive read during unpacking has sha256 {}, the manifest says {}".format(
+                report.archive_sha256, manifest.archive.sha256))
+        files = [m for m in report.members]
+        _verify(zone, content, files, report.total_bytes)
+    except UnpackFailed as e:
+        remove_tree(zone, content)
+        reason = "unpack failed ({} path), nothing kept under content/, the archive is untouched: {}".format(
+            path_used, e.reason)
+        set_status(zone, snapshot, V.FAILED, reason)
+        return V.FAILED, reason
+    except IrodsError as e:
+        if resource is None:
+            raise
+        remove_tree(zone, content)
+        reason = "native extraction failed ({}); nothing kept under content/".format(e.name)
+        set_status(zone, snapshot, V.FAILED, reason)
+        return V.FAILED, reason
+    extra, xml_problem = _metadata_from_transfer_xml(zone, content)
+    avus = [Avu(V.MEMBER_COUNT, str(len(report.members))), Avu(V.MEMBER_BYTES, str(report.total_bytes)),
+            Avu(V.CONTENT, content), Avu(V.NS + "unpack_path", path_used)] + extra
+    ops = V.add_missing_ops(zone.metadata(snapshot), avus)
+    current = zone.metadata(snapshot)
+    ops += [MetaOp("remove", a.attribute, a.value, a.units) for a in current
+            if a.attribute in (V.MEMBER_COUNT, V.MEMBER_BYTES, V.CONTENT, V.NS + "unpack_path")
+            and a.value not in {x.value for x in avus if x.attribute == a.attribute}]
+    zone.apply_metadata(snapshot, ops)  # one atomic call for all of them
+    reason = "complete; note: " + xml_problem if xml_problem else None
+    set_status(zone, snapshot, V.COMPLETE, reason)
+    return V.COMPLETE, reason
+
+
+def content_path(snapshot: str) -> str:
+    return snapshot + "/" + CONTENT
+
+
+__all__ = ["unpack_step", "remove_tree", "ZoneSink", "COLLECTION"]
