@@ -182,12 +182,12 @@ class PrcZone:
             return bytes(f.read(limit + 1))
 
     def open_read(self, path: str) -> BinaryIO:
-        return self._call("open " + path, self.session.data_objects.open, path, "r")  # type: ignore[no-any-return]
+        return self._call("open " + path, self.session.data_objects.open, path, "r")
 
     def open_new(self, path: str) -> BinaryIO:
         """Create first (fails on an existing path: no force flag), then open the new, empty object."""
         self._call("create " + path, self.session.data_objects.create, path)
-        return self._call("open " + path, self.session.data_objects.open, path, "w")  # type: ignore[no-any-return]
+        return self._call("open " + path, self.session.data_objects.open, path, "w")
 
 
 def in_server_session_zone(client_user: str, zone_name: Optional[str] = None) -> PrcZone:

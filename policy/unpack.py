@@ -226,15 +226,15 @@ def unpack_step(zone: Zone, config: PolicyConfig, manifest: Manifest, snapshot: 
     extra, xml_problem = _metadata_from_transfer_xml(zone, content)
     avus = [Avu(V.MEMBER_COUNT, str(len(report.members))), Avu(V.MEMBER_BYTES, str(report.total_bytes)),
             Avu(V.CONTENT, content), Avu(V.NS + "unpack_path", path_used)] + extra
-    ops = V.add_missing_ops(zone.metadata(snapshot), avus)
     current = zone.metadata(snapshot)
+    ops = V.add_missing_ops(current, avus)
     ops += [MetaOp("remove", a.attribute, a.value, a.units) for a in current
             if a.attribute in (V.MEMBER_COUNT, V.MEMBER_BYTES, V.CONTENT, V.NS + "unpack_path")
             and a.value not in {x.value for x in avus if x.attribute == a.attribute}]
     zone.apply_metadata(snapshot, ops)  # one atomic call for all of them
-    reason = "complete; note: " + xml_problem if xml_problem else None
-    set_status(zone, snapshot, V.COMPLETE, reason)
-    return V.COMPLETE, reason
+    note = "complete; note: " + xml_problem if xml_problem else None
+    set_status(zone, snapshot, V.COMPLETE, note)
+    return V.COMPLETE, note
 
 
 def content_path(snapshot: str) -> str:
