@@ -181,6 +181,10 @@ def _manifest_for(args: argparse.Namespace, archive: str) -> tuple:
     return drop_id, manifest_to_json(doc), name
 
 
+def _count_diff(after: Dict[str, int], before: Dict[str, int]) -> Dict[str, int]:
+    return {k: v - before.get(k, 0) for k, v in sorted(after.items()) if v != before.get(k, 0)}
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
     from policy.listing import status_of
 
@@ -190,14 +194,25 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         if not os.path.isfile(a):
             raise UsageError("archive not found: {}".format(a))
     dep = _prepare_simulation(args)
+    # Benchmarks (bench/unpack.py) run this in a subprocess and want the simulated catalog's call
+    # counts: the file named here gets, per drop, the calls made by the upload and by the processing.
+    calls_out = os.environ.get("OMERO_SNAPSHOTS_SIM_CALLS_OUT", "")
+    call_records: List[Dict[str, Any]] = []
     worst = EXIT_OK
     for archive in args.archives:
         drop_id, manifest, name = _manifest_for(args, archive)
+        c0 = dict(dep.catalog.calls)
         t0 = time.perf_counter()
         up = dep.upload_drop(archive, manifest, drop_id, as_user=args.as_user, archive_name=name)
         t1 = time.perf_counter()
+        c1 = dict(dep.catalog.calls)
         dep.run_delay_server()
         t2 = time.perf_counter()
+        if calls_out:
+            c2 = dict(dep.catalog.calls)
+            call_records.append({"drop": drop_id, "upload": _count_diff(c1, c0), "process": _count_diff(c2, c1)})
+            with open(calls_out, "w", encoding="utf-8") as f:
+                json.dump(call_records, f, sort_keys=True)
         status = status_of(dep.admin(), dep.config, drop_id)
         if status.get("status") == "unknown" or up.uploaded_by != dep.config.service_account:
             if up.uploaded_by != dep.config.service_account:
