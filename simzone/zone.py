@@ -7,7 +7,7 @@ exercise the use cases without going through the callback.
 
 from __future__ import annotations
 
-from typing import BinaryIO, Callable, List, Optional, Sequence
+from typing import Any, BinaryIO, Callable, List, Optional, Sequence
 
 from policy.errors import error_for
 from policy.zone import COLLECTION, DATA_OBJECT, Ace, Avu, Listing, MetaOp, Stat
@@ -91,3 +91,36 @@ class SimZone:
 
     def open_new(self, path: str) -> BinaryIO:
         return self.catalog.open_new(self.user, path)  # type: ignore[return-value]
+
+
+class ClientZone(SimZone):
+    """What a remote python-irodsclient client sees: like SimZone, but a finished upload fires the
+    server's post-PEPs (pep_resource_modified_post, acPostProcForPut, pep_api_data_obj_close_post),
+    exactly as FakeServer.client_put does. The OMERO side uses this in tests in place of a PRC session.
+    """
+
+    def __init__(self, server: Any, user: str) -> None:
+        super().__init__(server.catalog, user)
+        self.server = server
+        self.pep_outcomes: List[Any] = []
+
+    def open_new(self, path: str) -> BinaryIO:
+        from simzone.prep import PepOutcome
+
+        writer = self.catalog.open_new(self.user, path)
+        size = [0]
+        inner_write = writer.write
+
+        def counting_write(data: bytes) -> int:
+            size[0] += len(data)
+            return inner_write(data)
+
+        def fire() -> None:
+            outcome = PepOutcome()
+            api = "prc_parallel" if size[0] > 32 * 1024 * 1024 else "prc"
+            self.server.fire_write_peps(path, self.user, size[0], api, outcome)
+            self.pep_outcomes.append(outcome)
+
+        writer.write = counting_write  # type: ignore[method-assign]
+        writer.on_close = fire
+        return writer  # type: ignore[return-value]
