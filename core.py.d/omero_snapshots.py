@@ -2,27 +2,36 @@
 
 Thin by design: every decision lives in the `policy` package installed for the
 server's python3. Only the names in __all__ become rules of `core`.
+
+PREP imports `core` for every rule lookup, so this module must never raise on
+import: if the package is missing, it exports nothing (uploads go on as if the
+policy were not installed) and remembers why, for the doctor and the log.
 """
 
-from policy import rules as _rules
+try:
+    from policy import rules as _rules
+except Exception as _e:  # noqa: BLE001 - a broken install must not break every rule on the server
+    IMPORT_ERROR = repr(_e)
+    __all__ = []
+else:
+    IMPORT_ERROR = None
+    _entry = _rules.bind(_rules.default_config_dir(__file__))
 
-_entry = _rules.bind(_rules.default_config_dir(__file__))
+    # The upload PEP: python-irodsclient and iput uploads both fire it (prep-observed.md).
+    pep_resource_modified_post = _entry.pep_resource_modified_post
+    # The delayed rule scheduled by the PEP, run by the delay server as the service account.
+    omero_snapshots_process_drop = _entry.process_drop
+    # Admin rules (rodsadmin, through irule); their JSON result is written to the last argument.
+    omero_snapshots_enrol = _entry.enrol
+    omero_snapshots_unenrol = _entry.unenrol
+    omero_snapshots_list = _entry.list_snapshots
+    omero_snapshots_status = _entry.status
 
-# The upload PEP: python-irodsclient and iput uploads both fire it (prep-observed.md).
-pep_resource_modified_post = _entry.pep_resource_modified_post
-# The delayed rule scheduled by the PEP, run by the delay server as the service account.
-omero_snapshots_process_drop = _entry.process_drop
-# Admin rules (rodsadmin, through irule); their JSON result is written to the last argument.
-omero_snapshots_enrol = _entry.enrol
-omero_snapshots_unenrol = _entry.unenrol
-omero_snapshots_list = _entry.list_snapshots
-omero_snapshots_status = _entry.status
-
-__all__ = [
-    "pep_resource_modified_post",
-    "omero_snapshots_process_drop",
-    "omero_snapshots_enrol",
-    "omero_snapshots_unenrol",
-    "omero_snapshots_list",
-    "omero_snapshots_status",
-]
+    __all__ = [
+        "pep_resource_modified_post",
+        "omero_snapshots_process_drop",
+        "omero_snapshots_enrol",
+        "omero_snapshots_unenrol",
+        "omero_snapshots_list",
+        "omero_snapshots_status",
+    ]
