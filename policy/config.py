@@ -49,6 +49,7 @@ class Limits:
     max_expansion_ratio: float = 200.0
     max_member_path_bytes: int = 1024
     max_member_name_bytes: int = 255
+    lock_seconds: int = 21600
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,7 @@ def default_config_dict(zone: str = "tempZone", service_account: str = "omero-sv
             "max_expansion_ratio": limits.max_expansion_ratio,
             "max_member_path_bytes": limits.max_member_path_bytes,
             "max_member_name_bytes": limits.max_member_name_bytes,
+            "lock_seconds": limits.lock_seconds,
         },
         "unpack": {
             "enabled": unpack.enabled,
@@ -252,6 +254,7 @@ def parse_config(data: Any, source_dir: Optional[str]) -> PolicyConfig:
         max_expansion_ratio=float(lim.get("max_expansion_ratio", d_limits.max_expansion_ratio)),
         max_member_path_bytes=int(lim.get("max_member_path_bytes", d_limits.max_member_path_bytes)),
         max_member_name_bytes=int(lim.get("max_member_name_bytes", d_limits.max_member_name_bytes)),
+        lock_seconds=int(lim.get("lock_seconds", d_limits.lock_seconds)),
     )
     unpack = UnpackSettings(
         enabled=bool(unp.get("enabled", d_unpack.enabled)),

@@ -230,36 +230,56 @@ def snapshot_avus(manifest: Manifest, irods_user: str, snapshot: str) -> List[Av
     return avus
 
 
+INCOMING = ".incoming-"
+
+
 def _claim_snapshot(zone: Zone, config: PolicyConfig, manifest: Manifest, root: str) -> str:
-    """Create (or find again) this drop's snapshot collection; never reuse another drop's."""
-    for path in zone.find_by_metadata(V.DROP_ID, manifest.drop_id, COLLECTION):
+    """Create (or find again) this drop's snapshot collection; never reuse another drop's.
+
+    The collection is made under a staging name only this drop uses (`.incoming-<drop_id>`; drop
+    ids are unique names in the landing collection), marked with the drop id, and only then renamed
+    to its final name. A rename is atomic and never overwrites, so no collection ever carries a
+    final name without its owner's drop id, and drops racing for one name each get their own.
+    """
+    drop_id = manifest.drop_id
+    staging = None
+    for path in zone.find_by_metadata(V.DROP_ID, drop_id, COLLECTION):
         if path.startswith(root + "/") and path.count("/") == root.count("/") + 1:
-            return path
+            if not path[len(root) + 1:].startswith(INCOMING):
+                return path  # an earlier run finished the claim
+            staging = path
+    if staging is None:
+        staging = _make_staging(zone, root, drop_id)
     name = snapshot_name(config.naming_template, manifest.created, manifest.who.omero_user,
-                         manifest.label or "", manifest.drop_id, config.limits.label_max_chars)
+                         manifest.label or "", drop_id, config.limits.label_max_chars)
     for attempt in range(1, MAX_NAME_ATTEMPTS + 1):
         path = candidate(root, name, attempt)
         try:
-            zone.create_collection(path, recursive=False)
+            zone.rename(staging, path)
+            return path
         except AlreadyExists:
-            avus = zone.metadata(path) if zone.stat(path).kind == COLLECTION else [Avu(V.DROP_ID, "?")]
-            owner_drop = V.first(avus, V.DROP_ID)
-            if owner_drop == manifest.drop_id:
-                return path
-            if owner_drop is None and zone.stat(path).owner == zone.user and _is_empty(zone, path):
-                # our own earlier run died between creating the collection and claiming it
-                zone.apply_metadata(path, V.add_missing_ops([], [Avu(V.DROP_ID, manifest.drop_id)]))
-                return path
             continue
-        zone.apply_metadata(path, V.add_missing_ops([], [Avu(V.DROP_ID, manifest.drop_id),
-                                                          Avu(V.STATUS, V.PROCESSING)]))
-        return path
+        except NotFound:
+            # a concurrent run of the same drop renamed it first: find where it went
+            for found in zone.find_by_metadata(V.DROP_ID, drop_id, COLLECTION):
+                if found.startswith(root + "/") and not found[len(root) + 1:].startswith(INCOMING):
+                    return found
+            raise
     raise IrodsError(-809000, "no free snapshot name after {} attempts under {}".format(MAX_NAME_ATTEMPTS, root))
 
 
-def _is_empty(zone: Zone, path: str) -> bool:
-    listing = zone.list_collection(path)
-    return not listing.collections and not listing.data_objects
+def _make_staging(zone: Zone, root: str, drop_id: str) -> str:
+    for attempt in range(1, MAX_NAME_ATTEMPTS + 1):
+        staging = root + "/" + INCOMING + drop_id + ("" if attempt == 1 else "-{}".format(attempt))
+        try:
+            zone.create_collection(staging, recursive=False)
+        except AlreadyExists:
+            if not _owner_is(zone, staging, zone.user):
+                continue  # somebody else's collection that merely looks like ours: leave it alone
+        zone.apply_metadata(staging, V.add_missing_ops(zone.metadata(staging), [
+            Avu(V.DROP_ID, drop_id), Avu(V.STATUS, V.PROCESSING)]))
+        return staging
+    raise IrodsError(-809000, "no free staging name for drop {} under {}".format(drop_id, root))
 
 
 def _move_in(zone: Zone, drop: str, snapshot: str, name: str) -> None:

@@ -113,15 +113,19 @@ class Entry:
 
     # ------------------------------------------------------------------ delayed rule
     def process_drop(self, rule_args: List[Any], callback: Any, rei: Any) -> None:
-        """The delayed rule (runs as the submitting user, the service account)."""
+        """The delayed rule (runs as the submitting user, the service account).
+
+        rule_args: [drop_id] or [drop_id, "break-lock"] (a rerun after a killed run, by the admin).
+        """
         drop_id = str(rule_args[0]) if rule_args else ""
+        break_lock = len(rule_args) > 1 and str(rule_args[1]) == "break-lock"
         try:
             from policy.process import process_drop
 
             config = self.load()
             zone = self.zone(callback, rei, config)
             try:
-                outcome = process_drop(zone, config, self.load_mapping(config), drop_id)
+                outcome = process_drop(zone, config, self.load_mapping(config), drop_id, break_lock=break_lock)
             finally:
                 zone.close()
             self._log(callback, "drop {} -> {}".format(drop_id, json.dumps(outcome.to_dict())))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import subprocess
 import sys
@@ -231,12 +232,19 @@ def test_kill_between_members_then_rerun_converges(tmp_path: Any, fast_path: str
     mid = drop_status(d.admin(), d.config, doc["drop_id"])
     assert mid.status in ("unpacking", "processing"), mid
     # the rerun (the rule run again, as the service account)
-    d.server.irule(SVC, "omero_snapshots_process_drop", [doc["drop_id"]], instance=NATIVE_INSTANCE)
+    # the killed run's lock is still there: a plain rerun stops at once and changes nothing
+    blocked = d.server.irule(SVC, "omero_snapshots_process_drop", [doc["drop_id"]], instance=NATIVE_INSTANCE)
+    assert "another run is processing this drop" in json.loads(blocked[0])["reason"]
+    assert drop_status(d.admin(), d.config, doc["drop_id"]).status == mid.status
+    # the admin's rerun breaks the stale lock
+    d.server.irule(SVC, "omero_snapshots_process_drop", [doc["drop_id"], "break-lock"], instance=NATIVE_INSTANCE)
     final = drop_status(d.admin(), d.config, doc["drop_id"])
     assert final.status == "complete" and final.snapshot == ref_status.snapshot
     assert _state(d, final.snapshot) == _state(ref, ref_status.snapshot)
-    # no leftover anywhere: exactly one snapshot, nothing else in the root
+    # no leftover anywhere: exactly one snapshot, nothing else in the root, no lock left behind
     assert [p for p, k in d.catalog.walk(ROOT) if p.count("/") == ROOT.count("/") + 1] == [final.snapshot]
+    assert d.catalog.walk(d.config.landing_collection + "/.locks") == [(d.config.landing_collection + "/.locks",
+                                                                        "collection")]
 
 
 # ---------------------------------------------------------------------- cost per member (streaming)
