@@ -26,6 +26,13 @@ else:
     omero_snapshots_unenrol = _entry.unenrol
     omero_snapshots_list = _entry.list_snapshots
     omero_snapshots_status = _entry.status
+    omero_snapshots_reprocess = _entry.reprocess
+    omero_snapshots_release = _entry.release
+    omero_snapshots_purge = _entry.purge
+    omero_snapshots_doctor = _entry.doctor
+    # Started by the admin rules above AS the service account (they act on what it owns).
+    omero_snapshots_svc_release = _entry.svc_release
+    omero_snapshots_svc_purge = _entry.svc_purge
 
     __all__ = [
         "pep_resource_modified_post",
@@ -34,4 +41,10 @@ else:
         "omero_snapshots_unenrol",
         "omero_snapshots_list",
         "omero_snapshots_status",
+        "omero_snapshots_reprocess",
+        "omero_snapshots_release",
+        "omero_snapshots_purge",
+        "omero_snapshots_doctor",
+        "omero_snapshots_svc_release",
+        "omero_snapshots_svc_purge",
     ]

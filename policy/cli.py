@@ -306,6 +306,21 @@ def cmd_enrol(args: argparse.Namespace) -> int:
     return EXIT_OK if res.get("ok") else EXIT_REJECTED
 
 
+def _admin_command(rule: str, *fields: str) -> Any:
+    def run(args: argparse.Namespace) -> int:
+        dep = _deployment(args)
+        res = dep.admin_rule(rule, *[getattr(args, f) for f in fields])
+        if args.json:
+            print(json.dumps(res, sort_keys=True))
+        elif "checks" in res:
+            for c in res["checks"]:
+                print("{:<4} {:<20} {}".format("ok" if c["ok"] else "FAIL", c["check"], c["detail"]))
+        else:
+            print("\n".join("{}: {}".format(k, v) for k, v in sorted(res.items()) if v not in (None, [])))
+        return EXIT_OK if res.get("ok", True) and res.get("status") not in ("unknown",) else EXIT_REJECTED
+    return run
+
+
 # ---------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="omero-snapshots", description=__doc__.split("\n\n")[0])
@@ -357,6 +372,26 @@ def build_parser() -> argparse.ArgumentParser:
     en.add_argument("--create-user", action="store_true", help="(simulated zone) create the iRODS user first")
     common(en)
     en.set_defaults(func=cmd_enrol)
+
+    rp = sub.add_parser("reprocess", help="run a drop again as the service account (breaks a stale lock)")
+    rp.add_argument("drop_id")
+    common(rp)
+    rp.set_defaults(func=_admin_command("omero_snapshots_reprocess", "drop_id"))
+
+    rl = sub.add_parser("release", help="move a quarantined drop back and process it again")
+    rl.add_argument("drop_id")
+    common(rl)
+    rl.set_defaults(func=_admin_command("omero_snapshots_release", "drop_id"))
+
+    pg = sub.add_parser("purge", help="delete a quarantined drop for good (needs --confirm purge:DROP_ID)")
+    pg.add_argument("drop_id")
+    pg.add_argument("--confirm", default="", help="must be exactly purge:DROP_ID")
+    common(pg)
+    pg.set_defaults(func=_admin_command("omero_snapshots_purge", "drop_id", "confirm"))
+
+    dr = sub.add_parser("doctor", help="self-check: configuration, mapping, service account, landing, rules")
+    common(dr)
+    dr.set_defaults(func=_admin_command("omero_snapshots_doctor"))
     return p
 
 

@@ -191,6 +191,11 @@ class PrepZone:
         local = {socket.gethostname(), socket.getfqdn(), "localhost"}
         return hier if str(info[0][1]) in local else None
 
+    def delayed_rules(self, name_part: str) -> List[Any]:
+        """(rule text, submit time) of delayed rules not yet run whose text contains name_part."""
+        rows = self._query(["RULE_EXEC_NAME", "RULE_EXEC_TIME"], "RULE_EXEC_NAME like " + _quote("%" + name_part + "%"))
+        return [(r[0], r[1]) for r in rows]
+
     def native_extract(self, archive: str, target: str, resource: str) -> None:
         self._msi("msiTarFileExtract", archive, target, resource, 0)
 

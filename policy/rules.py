@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import traceback
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
@@ -189,6 +190,113 @@ class Entry:
 
             return status_of(zone, config, a[0])
         self._admin(rule_args, callback, rei, run, 1)
+
+
+    # ------------------------------------------------------------------ admin rules that act as the service account
+    def _run_as(self, callback: Any, user: str, rule: str, args: List[str]) -> List[Any]:
+        """Run a core rule as `user` (the service account) and return its rule_args.
+
+        Production: an in-server python-irodsclient session proxying as that user calls the rule
+        through the native rule language instance (what a rodsuser may do). The fake runtime
+        carries its own way to do the same.
+        """
+        sim = getattr(type(callback), "sim_run_rule_as", None)
+        if sim is not None:
+            return list(sim(callback, user, rule, args))
+        from policy.prc_zone import run_rule_as
+
+        return run_rule_as(user, rule, args)
+
+    def reprocess(self, rule_args: List[Any], callback: Any, rei: Any) -> None:
+        def run(zone: Any, config: Any, a: List[str]) -> Dict[str, Any]:
+            from policy.listing import status_of
+            from policy.placement import is_safe_drop_id
+
+            if not is_safe_drop_id(a[0]):
+                return {"ok": False, "error": "not a valid drop id: {!r}".format(a[0][:80])}
+            now = status_of(zone, config, a[0])
+            if now.get("status") == "quarantined":
+                return {"ok": False, "error": "drop {} is quarantined: release it (omero_snapshots_release) to "
+                                              "process it again".format(a[0]), "status": now}
+            self._run_as(callback, config.service_account, PROCESS_RULE, [a[0], "break-lock"])
+            return status_of(zone, config, a[0])
+        self._admin(rule_args, callback, rei, run, 1)
+
+    def release(self, rule_args: List[Any], callback: Any, rei: Any) -> None:
+        def run(zone: Any, config: Any, a: List[str]) -> Dict[str, Any]:
+            from policy.listing import status_of
+
+            out = self._run_as(callback, config.service_account, "omero_snapshots_svc_release", [a[0]])
+            res = json.loads(out[0]) if out and str(out[0]).startswith("{") else {}
+            if res and not res.get("ok", True):
+                return res
+            self._run_as(callback, config.service_account, PROCESS_RULE, [a[0], "break-lock"])
+            return status_of(zone, config, a[0])
+        self._admin(rule_args, callback, rei, run, 1)
+
+    def purge(self, rule_args: List[Any], callback: Any, rei: Any) -> None:
+        def run(zone: Any, config: Any, a: List[str]) -> Dict[str, Any]:
+            if a[1] != "purge:" + a[0]:
+                return {"ok": False, "error": "purge deletes the quarantined drop for good; confirm with the "
+                                              "second argument 'purge:{}'".format(a[0])}
+            out = self._run_as(callback, config.service_account, "omero_snapshots_svc_purge", [a[0], a[1]])
+            res = json.loads(out[0]) if out and str(out[0]).startswith("{") else {}
+            return res or {"ok": True, "purged": a[0]}
+        self._admin(rule_args, callback, rei, run, 2)
+
+    def doctor(self, rule_args: List[Any], callback: Any, rei: Any) -> None:
+        """Self-check. Unlike the other admin rules it runs even when the configuration is broken."""
+        from policy.admin import doctor
+        from policy.prep_zone import PrepZone
+
+        try:
+            zone = PrepZone(callback, rei, str(getattr(rei.uoic, "rodsZone", "") or ""))
+            if zone.user_type(zone.user) != "rodsadmin":
+                result: Dict[str, Any] = {"ok": False, "error": "admin rules need a rodsadmin"}
+            else:
+                core = sys.modules.get("core")
+                exports = [n for n in ("pep_resource_modified_post", PROCESS_RULE) if hasattr(core, n)]
+                result = doctor(zone, self.config_path, self.load, self.load_mapping,
+                                exports if core is not None else None)
+        except Exception as e:  # noqa: BLE001
+            self._log(callback, traceback.format_exc()[-1500:])
+            result = {"ok": False, "error": str(e)}
+        out = json.dumps(result, sort_keys=True)
+        if rule_args:
+            rule_args[0] = out
+        else:
+            rule_args.append(out)
+
+    def _as_service_account(self, rule_args: List[Any], callback: Any, rei: Any,
+                            fn: Callable[[Any, Any, List[str]], Dict[str, Any]]) -> None:
+        """Rules the admin starts as the service account; refused for anyone else."""
+        try:
+            config = self.load()
+            zone = self.zone(callback, rei, config)
+            if zone.user != config.service_account:
+                result: Dict[str, Any] = {"ok": False, "error": "only the service account runs this rule"}
+            else:
+                result = fn(zone, config, [str(a) for a in rule_args])
+                result.setdefault("ok", True)
+        except Exception as e:  # noqa: BLE001
+            self._log(callback, traceback.format_exc()[-1500:])
+            result = {"ok": False, "error": str(e)}
+        if rule_args:
+            rule_args[0] = json.dumps(result, sort_keys=True)
+
+    def svc_release(self, rule_args: List[Any], callback: Any, rei: Any) -> None:
+        def run(zone: Any, config: Any, a: List[str]) -> Dict[str, Any]:
+            from policy.admin import release
+
+            return {"released_to": release(zone, config, a[0])}
+        self._as_service_account(rule_args, callback, rei, run)
+
+    def svc_purge(self, rule_args: List[Any], callback: Any, rei: Any) -> None:
+        def run(zone: Any, config: Any, a: List[str]) -> Dict[str, Any]:
+            from policy.admin import purge
+
+            return purge(zone, config, a[0], a[1] if len(a) > 1 else "")
+        self._as_service_account(rule_args, callback, rei, run)
 
 
 def bind(config_dir: str) -> Entry:

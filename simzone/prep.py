@@ -248,6 +248,11 @@ class FakeCallback:
 
         return SimZone(callback._server.catalog, callback._user)
 
+    @staticmethod
+    def sim_run_rule_as(callback: "FakeCallback", user: str, rule: str, args: List[str]) -> List[Any]:
+        """What an in-server session proxying as `user` does in production: call a core rule as that user."""
+        return callback._server.irule(user, rule, list(args), NATIVE_INSTANCE)
+
     def __init__(self, server: FakeServer, user: str, proxy: Optional[str] = None) -> None:
         self._server = server
         self._user = user

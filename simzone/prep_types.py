@@ -221,6 +221,9 @@ _COLUMNS = {
     "RESC_NAME": "r.name",
     "RESC_TYPE_NAME": "r.type",
     "RESC_LOC": "r.loc",
+    "RULE_EXEC_NAME": "dq.body",
+    "RULE_EXEC_TIME": "dq.created",
+    "RULE_EXEC_USER_NAME": "dq.user",
 }
 _COND_RE = re.compile(r"\s*([A-Z_]+)\s*(=|like|LIKE|!=|<>)\s*'((?:[^']|'')*)'\s*")
 
@@ -274,6 +277,9 @@ def _genquery_sql(columns: Sequence[str], conditions: str) -> Any:
             joins.append("JOIN users u ON u.name = " + ("ca.user" if "ca" in prefixes else "c.owner"))
     elif "r" in prefixes:
         base = "resources r"
+    elif "dq" in prefixes:
+        base = "delay dq"  # r_rule_exec holds only rules not yet finished
+        conds.append("dq.state IN ('pending', 'running')")
     else:
         base = "users u"
     sql = "SELECT DISTINCT {} FROM {} {}{} ORDER BY {}".format(

@@ -1,0 +1,117 @@
+"""Admin rules (irule as rodsadmin) and their CLI commands: reprocess, release, purge, doctor."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import pytest
+from helpers import FIXTURES, OMERO_SERVER, drop, manifest_doc
+
+from policy.cli import main
+from policy.ingest import drop_status
+from simzone.prep import NATIVE_INSTANCE
+
+SVC = "omero-svc"
+
+
+def quarantined_drop(dep: Any) -> str:
+    archive = FIXTURES["image_tar"]
+    drop_id, _ = drop(dep, archive, manifest_doc(archive, omero_user="newcomer"))
+    assert drop_status(dep.admin(), dep.config, drop_id).status == "quarantined"
+    return drop_id
+
+
+def test_release_after_enrolment_completes_the_drop(dep: Any) -> None:
+    drop_id = quarantined_drop(dep)
+    refused = dep.admin_rule("omero_snapshots_reprocess", drop_id)
+    assert not refused["ok"] and "release it" in refused["error"]
+    assert dep.enrol("bob", "newcomer", OMERO_SERVER)["ok"]
+    res = dep.admin_rule("omero_snapshots_release", drop_id)
+    assert res["ok"] and res["status"] == "complete", res
+    assert res["snapshot"].startswith("/tempZone/home/bob/omero-snapshots/")
+    assert dep.catalog.walk(dep.config.quarantine_collection) == [(dep.config.quarantine_collection, "collection")]
+
+
+def test_release_of_a_drop_not_in_quarantine_is_refused(dep: Any) -> None:
+    res = dep.admin_rule("omero_snapshots_release", "20261125T100000Z-nothere1")
+    assert not res["ok"] and "not in quarantine" in res["error"]
+
+
+def test_purge_needs_the_exact_confirmation(dep: Any) -> None:
+    drop_id = quarantined_drop(dep)
+    q = dep.config.quarantine_collection + "/" + drop_id
+    for confirm in ("", "yes", "purge:" + drop_id + "x"):
+        res = dep.admin_rule("omero_snapshots_purge", drop_id, confirm)
+        assert not res["ok"] and "purge:" + drop_id in res["error"]
+        assert dep.catalog.exists(q + "/transfer.tar")
+    res = dep.admin_rule("omero_snapshots_purge", drop_id, "purge:" + drop_id)
+    assert res["ok"] and res["objects_removed"] == 2, res
+    assert not dep.catalog.exists(q)
+
+
+def test_purge_never_touches_snapshots_or_live_drops(dep: Any) -> None:
+    drop_id, _ = drop(dep, FIXTURES["image_tar"])
+    res = dep.admin_rule("omero_snapshots_purge", drop_id, "purge:" + drop_id)
+    assert not res["ok"] and "not in quarantine" in res["error"]
+    assert drop_status(dep.admin(), dep.config, drop_id).status == "complete"
+
+
+def test_reprocess_breaks_a_stale_lock(dep: Any) -> None:
+    from policy.drop_lock import acquire
+
+    drop_id, _ = drop(dep, FIXTURES["dataset_zip"], run=False)
+    assert acquire(dep.zone_as(SVC), dep.config, drop_id)  # a run that died holding the lock
+    dep.run_delay_server()
+    assert drop_status(dep.admin(), dep.config, drop_id).status == "queued"
+    res = dep.admin_rule("omero_snapshots_reprocess", drop_id)
+    assert res["ok"] and res["status"] == "complete", res
+
+
+def test_admin_rules_refuse_non_admins(dep: Any) -> None:
+    drop_id = quarantined_drop(dep)
+    for user in ("alice", SVC):
+        out = dep.server.irule(user, "omero_snapshots_purge", [drop_id, "purge:" + drop_id, ""], NATIVE_INSTANCE)
+        assert json.loads(out[2]) == {"ok": False, "error": "admin rules need a rodsadmin"}
+    out = dep.server.irule("alice", "omero_snapshots_svc_purge", [drop_id, "purge:" + drop_id], NATIVE_INSTANCE)
+    assert json.loads(out[0])["error"] == "only the service account runs this rule"
+    assert dep.catalog.exists(dep.config.quarantine_collection + "/" + drop_id)
+
+
+def test_doctor_reports_health_and_problems(dep: Any) -> None:
+    res = dep.admin_rule("omero_snapshots_doctor")
+    assert res["ok"], res
+    assert {c["check"] for c in res["checks"]} >= {"configuration", "mapping", "service account",
+                                                   "landing collection", "rules loaded", "delay server"}
+    # a delayed rule nobody runs for a long time: the delay server is down
+    dep.catalog.enqueue_delay(SVC, "<INST_NAME>irods_rule_engine_plugin-python-instance</INST_NAME>",
+                              "callback.omero_snapshots_process_drop('x')")
+    dep.catalog.db.execute("UPDATE delay SET created = created - 3600")
+    res = dep.admin_rule("omero_snapshots_doctor")
+    bad = {c["check"]: c for c in res["checks"] if not c["ok"]}
+    assert not res["ok"] and "delay server" in bad and "is the delay server running" in bad["delay server"]["detail"]
+    with open(os.path.join(dep.config_dir, "config.json"), "w") as f:
+        f.write('{"config_version": 1}')
+    res = dep.admin_rule("omero_snapshots_doctor")
+    assert not res["ok"] and res["checks"][0]["check"] == "configuration" and not res["checks"][0]["ok"]
+
+
+def test_cli_admin_commands(dep: Any, capsys: Any) -> None:
+    drop_id = quarantined_drop(dep)
+    z = ["--zone-dir", dep.zone_dir]
+    assert main(["doctor"] + z) == 0
+    assert "landing collection" in capsys.readouterr().out
+    assert main(["purge", drop_id] + z) == 1
+    assert "purge:" + drop_id in capsys.readouterr().out
+    assert main(["reprocess", drop_id, "--json"] + z) == 1
+    assert main(["purge", drop_id, "--confirm", "purge:" + drop_id, "--json"] + z) == 0
+    out = capsys.readouterr().out.strip().splitlines()[-1]
+    assert json.loads(out)["objects_removed"] == 2
+
+
+@pytest.mark.parametrize("bad", ["../x", "a b", "x'); callback.evil('"])
+def test_hostile_drop_ids_never_reach_rule_text(dep: Any, bad: str) -> None:
+    res = dep.admin_rule("omero_snapshots_reprocess", bad)
+    assert not res["ok"] and "not a valid drop id" in res["error"]
+    assert [r for r in dep.catalog.delay_rows() if "evil" in r[3]] == []
