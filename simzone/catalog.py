@@ -62,10 +62,13 @@ class SimCatalog:
         self.db = sqlite3.connect(os.path.join(self.zone_dir, "catalog.sqlite"), timeout=60,
                                   isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
+        # WAL + NORMAL: durable at checkpoints, like a catalog database's group commit; FULL would fsync per call.
+        self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(_SCHEMA)
         row = self.db.execute("SELECT value FROM meta WHERE key='zone'").fetchone()
         self.fault_hook: Optional[FaultHook] = None
         self.calls: Dict[str, int] = {}
+        self._vault_dirs: set = set()
         self.zone_name: str = row[0] if row else zone_name
         # One local unixfilesystem resource, like a fresh server's demoResc.
         self.db.execute("INSERT OR IGNORE INTO resources VALUES ('demoResc', 'unixfilesystem', ?)",
@@ -404,11 +407,16 @@ class SimCatalog:
     # ------------------------------------------------------------------ data objects
     def _vault_path(self, oid: int) -> str:
         d = os.path.join(self.zone_dir, "vault", "{:02x}".format(oid % 256))
-        os.makedirs(d, exist_ok=True)
+        if d not in self._vault_dirs:
+            os.makedirs(d, exist_ok=True)
+            self._vault_dirs.add(d)
         return os.path.join(d, str(oid))
 
-    def create_object(self, user: str, path: str, force: bool = False) -> int:
-        """Register a new, empty data object. Without force an existing path is OVERWRITE_WITHOUT_FORCE_FLAG."""
+    def create_object(self, user: str, path: str, force: bool = False, touch: bool = True) -> int:
+        """Register a new, empty data object. Without force an existing path is OVERWRITE_WITHOUT_FORCE_FLAG.
+
+        touch=False leaves creating the vault file to the writer that opens it next (one open, not two).
+        """
         self._op("create_object", path)
         self._check_path(path)
         with self._tx():
@@ -432,7 +440,8 @@ class SimCatalog:
                                   (parent or "/", name, 0, user, now, now))
             oid = int(cur.lastrowid or 0)
             vault = self._vault_path(oid)
-            open(vault, "wb").close()
+            if touch:
+                open(vault, "wb").close()
             self.db.execute("UPDATE objs SET vault=? WHERE id=?", (vault, oid))
             self._initial_acl(D, oid, parent or "/", user)
             return oid
@@ -465,7 +474,7 @@ class SimCatalog:
 
     def open_new(self, user: str, path: str) -> "VaultWriter":
         self._op("open_new", path)
-        oid = self.create_object(user, path)
+        oid = self.create_object(user, path, touch=False)
         row = self.db.execute("SELECT vault FROM objs WHERE id=?", (oid,)).fetchone()
         return VaultWriter(self, oid, row[0])
 

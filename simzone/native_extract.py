@@ -49,17 +49,23 @@ def tar_file_extract(cat: SimCatalog, user: str, tar_path: str, target: str, res
         for name in files:
             if cat.exists(target + "/" + name):
                 raise error_for(-46000, target + "/" + name)
-        cat.create_collection(user, target, recursive=True)
+        made = set()
+
+        def mkdir(path: str) -> None:
+            if path not in made:
+                cat.create_collection(user, path, recursive=True)
+                made.add(path)
+
+        mkdir(target)
         for d in sorted(dirs):
-            cat.create_collection(user, target + "/" + d, recursive=True)
+            mkdir(target + "/" + d)
         for name, m in sorted(files.items()):
             path = target + "/" + name
-            parent = posixpath.dirname(path)
-            cat.create_collection(user, parent, recursive=True)
+            mkdir(posixpath.dirname(path))
             w = cat.open_new(user, path)
             src = tf.extractfile(m)
             with w:
                 if src is not None:
-                    for block in iter(lambda: src.read(1 << 20), b""):  # noqa: B023 - consumed at once
+                    for block in iter(lambda: src.read(4 << 20), b""):  # noqa: B023 - consumed at once
                         w.write(block)
     return len(files)
