@@ -77,8 +77,15 @@ def set_status(zone: Zone, path: str, status: str, reason: Optional[str] = None,
 
 def drop_status(zone: Zone, config: PolicyConfig, drop_id: str) -> Outcome:
     """Where a drop is now and what state it is in, from the AVUs alone."""
-    landing = config.landing_collection + "/" + drop_id
-    for path in (landing, config.quarantine_collection + "/" + drop_id):
+    return drop_status_at(zone, config.landing_collection, drop_id)
+
+
+def drop_status_at(zone: Zone, landing_collection: str, drop_id: str) -> Outcome:
+    """drop_status knowing only the landing collection (all the OMERO side knows)."""
+    from policy.config import QUARANTINE_NAME
+
+    landing = landing_collection + "/" + drop_id
+    for path in (landing, landing_collection + "/" + QUARANTINE_NAME + "/" + drop_id):
         try:
             avus = zone.metadata(path)
         except NotFound:
@@ -360,8 +367,11 @@ def ingest_drop(zone: Zone, config: PolicyConfig, mapping: UserMapping, drop_id:
         except Refused as r:
             return quarantine(zone, config, drop_id, r.reason, r.rule)
         snapshot = _claim_snapshot(zone, config, manifest, root)
+        # The landing record, which only the service account can write, also names the OMERO user:
+        # a snapshot's owner can edit the snapshot's AVUs, so OMERO checks ownership against this.
         set_status(zone, drop, V.PROCESSING, None, {V.SNAPSHOT_PATH: snapshot, V.IRODS_USER: irods_user,
-                                                    V.DROP_ID: drop_id})
+                                                    V.DROP_ID: drop_id, V.OMERO_USER: manifest.who.omero_user,
+                                                    V.OMERO_SERVER: manifest.who.omero_server})
     else:
         snapshot = snap_recorded
         irods_user = V.first(current, V.IRODS_USER) or ""

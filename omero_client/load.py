@@ -1,0 +1,140 @@
+"""Load: bring a snapshot back into OMERO as NEW objects, only for the researcher who saved it.
+
+The service account can read every snapshot (the policy leaves it `read`), so
+OMERO itself must refuse to hand one researcher's snapshot to another. The
+rule (omero_client.snapshots explains why it needs no user mapping): the
+snapshot's ``omero.snapshot.omero_user`` / ``omero_server`` must be the
+current OMERO user on this OMERO server, its landing record must vouch for it,
+and its status must be placed or complete. A refusal says which rule failed
+without naming anybody else.
+
+The archive is streamed to a private scratch directory, checked against the
+size and sha256 the policy verified at placement, handed to the Unpacker
+(``omero transfer unpack``: always new objects, never an overwrite), and
+removed afterwards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+from omero_client.pack import ObjectList, Unpacker
+from omero_client.progress import ProgressCallback, human_bytes, terminal_progress
+from omero_client.snapshots import LOADABLE, provenance_problem
+from policy import vocabulary as V
+from policy.errors import IrodsError
+from policy.zone import Zone
+
+log = logging.getLogger("omero_snapshots.omero_client")
+
+CHUNK = 1 << 20
+_ARCHIVE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")  # manifest schema's archive.name
+UNPACKABLE = {"tar": ".tar", "zip": ".zip"}  # omero transfer unpack reads these suffixes only
+
+
+class LoadRefused(Exception):
+    """This snapshot may not (or cannot) be loaded by this user; the message says why, for the researcher."""
+
+
+@dataclass
+class LoadResult:
+    snapshot: str
+    archive_size: int
+    new_objects: ObjectList
+    message: str
+
+
+def load(zone: Zone, snapshot_path: str, current_omero_user: str, omero_server: str, unpacker: Unpacker,
+         workdir: Optional[str] = None, *, landing: str, progress: Optional[ProgressCallback] = None) -> LoadResult:
+    """Check, download, unpack; raise LoadRefused with a clear reason when the snapshot is not this user's."""
+    path = snapshot_path.rstrip("/") or snapshot_path
+    if not path.startswith("/"):
+        raise LoadRefused("{!r} is not an iRODS collection path (it must start with /)".format(snapshot_path))
+    try:
+        avus = zone.metadata(path)
+    except IrodsError:
+        raise LoadRefused("there is no snapshot at {} that OMERO can read (check the path with 'List iRODS "
+                          "Snapshots')".format(path)) from None
+    values = V.as_dict(avus)
+    if values.get(V.OMERO_USER) != [current_omero_user] or values.get(V.OMERO_SERVER) != [omero_server]:
+        raise LoadRefused("{} was not saved by you (OMERO user '{}' on '{}'): only the OMERO user who saved a "
+                          "snapshot can load it through OMERO. Its owner can share the data with you in iRODS."
+                          .format(path, current_omero_user, omero_server))
+    problem = provenance_problem(zone, landing, path, avus)
+    if problem is not None:
+        raise LoadRefused("{} cannot be loaded: {}.".format(path, problem))
+    status = V.first(avus, V.STATUS) or "unknown"
+    if status not in LOADABLE:
+        reason = V.first(avus, V.REASON)
+        raise LoadRefused("{} cannot be loaded yet: its status is '{}' (it must be placed or complete){}".format(
+            path, status, "; " + reason if reason and reason != "-" else ""))
+    name = V.first(avus, V.ARCHIVE_NAME) or ""
+    fmt = V.first(avus, V.ARCHIVE_FORMAT) or ""
+    if not _ARCHIVE_NAME_RE.match(name) or name == "manifest.json":
+        raise LoadRefused("{} records no usable archive name".format(path))
+    if fmt not in UNPACKABLE or not name.lower().endswith(UNPACKABLE[fmt]):
+        raise LoadRefused("{} holds a {!r} archive; OMERO can load back only tar and zip archives".format(path, fmt))
+    size = int(V.first(avus, V.ARCHIVE_SIZE) or -1)
+    sha256 = V.first(avus, V.ARCHIVE_SHA256) or ""
+
+    bar = terminal_progress("download") if progress is None else None  # library use from a terminal
+    progress = progress or bar
+    scratch = tempfile.mkdtemp(prefix="omero-snapshot-load-", dir=workdir)
+    try:
+        local = os.path.join(scratch, name)
+        got_size, got_sha = _download(zone, path + "/" + name, local, size, progress)
+        if got_size != size or got_sha != sha256:
+            raise LoadRefused("the archive of {} does not match what was recorded when it was saved ({} bytes "
+                              "read, {} recorded): it was changed in iRODS; tell the iRODS facility".format(
+                                  path, got_size, size))
+        if bar is not None:
+            bar.finish()
+        new = unpacker.unpack(local)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return LoadResult(snapshot=path, archive_size=got_size, new_objects=new,
+                      message=load_message(path, got_size, new))
+
+
+def _download(zone: Zone, src: str, dst: str, expected: int, progress: Optional[ProgressCallback]) -> Tuple[int, str]:
+    h = hashlib.sha256()
+    done = 0
+    try:
+        reader = zone.open_read(src)
+    except IrodsError as e:
+        raise LoadRefused("the archive {} cannot be read ({}); the snapshot's owner may have removed OMERO's "
+                          "access".format(src, e.name)) from None
+    try:
+        fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            while True:
+                block = reader.read(CHUNK)
+                if not block:
+                    break
+                h.update(block)
+                out.write(block)
+                done += len(block)
+                if progress is not None:
+                    progress(done, expected if expected > 0 else None)
+    finally:
+        reader.close()
+    return done, h.hexdigest()
+
+
+def load_message(path: str, size: int, new: ObjectList) -> str:
+    if not new:
+        return ("Loaded {} ({}) from iRODS, but no new OMERO objects could be identified; look for recently "
+                "imported images in your orphaned images.".format(path, human_bytes(size)))
+    parts = []
+    for otype in ("Project", "Dataset", "Screen", "Plate", "Image"):
+        ids = [str(i) for t, i in new if t == otype]
+        if ids:
+            parts.append("{} {}".format(otype, ", ".join(ids)))
+    return "Loaded {} ({}) from iRODS as NEW objects: {}.".format(path, human_bytes(size), "; ".join(parts))

@@ -1,0 +1,253 @@
+"""omero-cli-transfer behind two small interfaces, so the library is testable without OMERO.
+
+``Packer`` turns OMERO objects into a packet FOLDER (never an archive: the tar
+is streamed into iRODS by omero_client.upload). ``Unpacker`` turns a
+downloaded archive back into NEW OMERO objects. The production classes drive
+``omero transfer`` through ``omero.cli.CLI`` on the script's own session (there
+is no public library API, ../shared/reference/omero-facts.md §1); omero is
+imported inside their methods only, so this module imports anywhere.
+
+Session handling: the CLI joins the script's session with ``-k <session>``.
+omero-cli-transfer starts further CLI instances of its own (``omero download``,
+``omero export``) that find the session through the CLI's session store, so
+the store is pointed (``OMERO_SESSIONDIR``) at a private temporary directory
+that is removed afterwards: the session key is never left on disk, and never
+printed or logged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+from typing import Any, Callable, Dict, Iterator, List, Optional, Protocol, Sequence, Tuple
+
+from policy.manifest import OBJECT_TYPES
+
+log = logging.getLogger("omero_snapshots.omero_client")
+
+ObjectList = List[Tuple[str, int]]
+TRANSFER_NS = "openmicroscopy.org/cli/transfer"
+PACKER_NAME = "omero-cli-transfer"
+
+
+class PackError(RuntimeError):
+    """omero-cli-transfer could not pack or unpack; the message is meant for the researcher."""
+
+
+class Packer(Protocol):
+    """Makes the packet folder for some OMERO objects of ONE type."""
+
+    name: str  # recorded in the manifest (archive.packer.name)
+    version: str  # recorded in the manifest (archive.packer.version)
+
+    def pack(self, objects: ObjectList, folder: str) -> None:
+        """Create ``folder`` (which must not exist yet) holding transfer.xml and the binaries."""
+        ...
+
+
+class Unpacker(Protocol):
+    """Imports an archive as NEW OMERO objects and says which."""
+
+    def unpack(self, path: str) -> ObjectList:
+        """``path``: a .tar or .zip made by omero-cli-transfer. Returns the new objects, e.g. [("Image", 301)]."""
+        ...
+
+
+def object_spec(objects: Sequence[Tuple[str, int]]) -> str:
+    """``[("Image", 1), ("Image", 2)]`` -> ``"Image:1,2"``: omero transfer pack takes one type per call."""
+    if not objects:
+        raise ValueError("nothing selected: choose at least one Project, Dataset, Image, Screen or Plate")
+    types = sorted({t for t, _ in objects})
+    if len(types) != 1:
+        raise ValueError("one snapshot holds objects of one type; the selection mixes {}".format(", ".join(types)))
+    otype = types[0]
+    if otype not in OBJECT_TYPES:
+        raise ValueError("cannot save {!r}: only {} can be saved".format(otype, ", ".join(OBJECT_TYPES)))
+    ids: List[int] = []
+    for _, oid in objects:
+        if isinstance(oid, bool) or not isinstance(oid, int) or oid < 1:
+            raise ValueError("{!r} is not a valid OMERO id".format(oid))
+        if oid not in ids:
+            ids.append(oid)
+    return "{}:{}".format(otype, ",".join(str(i) for i in ids))
+
+
+def packer_version(default: str = "unknown") -> str:
+    try:
+        from importlib.metadata import version
+
+        return version(PACKER_NAME)
+    except Exception:  # not installed (tests): the manifest still needs a non-empty version
+        return default
+
+
+def _session_args(client: Any) -> List[str]:
+    """Global CLI arguments that join the script's session (host and port as the script's client sees them)."""
+    host = client.getProperty("omero.host") or "localhost"
+    port = client.getProperty("omero.port") or "4064"
+    return ["-q", "-s", str(host), "-p", str(port), "-k", str(client.getSessionId())]
+
+
+@contextlib.contextmanager
+def _private_session_dir(parent: Optional[str]) -> Iterator[str]:
+    """A 0700 OMERO_SESSIONDIR for the duration of one CLI call, removed afterwards."""
+    path = tempfile.mkdtemp(prefix="omero-cli-sessions-", dir=parent)
+    old = os.environ.get("OMERO_SESSIONDIR")
+    os.environ["OMERO_SESSIONDIR"] = path
+    try:
+        yield path
+    finally:
+        if old is None:
+            os.environ.pop("OMERO_SESSIONDIR", None)
+        else:
+            os.environ["OMERO_SESSIONDIR"] = old
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _default_cli() -> Any:
+    from omero.cli import CLI
+
+    cli = CLI()
+    cli.loadplugins()
+    return cli
+
+
+def _run_cli(cli_factory: Callable[[], Any], args: List[str], what: str, scratch: Optional[str]) -> None:
+    """Run one omero CLI command; turn a non-zero exit into PackError without echoing the arguments."""
+    cli = cli_factory()
+    with _private_session_dir(scratch):
+        try:
+            cli.invoke(args, strict=True)
+        except SystemExit as e:  # the CLI exits on argument errors
+            raise PackError("{} failed (exit {})".format(what, e.code)) from None
+        except Exception as e:
+            rv = getattr(e, "rv", None)
+            raise PackError("{} failed{}: {}".format(what, "" if rv is None else " (exit {})".format(rv),
+                                                     type(e).__name__)) from None
+        finally:
+            close = getattr(cli, "close", None)
+            if close is not None:
+                try:
+                    close()
+                except Exception:  # a CLI that cannot close its own client must not hide the real outcome
+                    log.debug("closing the omero CLI failed", exc_info=True)
+
+
+class CliTransferPacker:
+    """``omero transfer pack --binaries all Type:ids <folder>`` on the script's session.
+
+    omero-cli-transfer >= 1.3.0 moves its staging folder (``<folder>_folder``)
+    to ``<folder>`` when the target has no .tar/.zip extension: no archive is
+    written locally. ``client`` is the script's ``omero.client``.
+    """
+
+    name = PACKER_NAME
+
+    def __init__(self, client: Any, cli_factory: Optional[Callable[[], Any]] = None) -> None:
+        self.client = client
+        self.cli_factory = cli_factory or _default_cli
+        self.version = packer_version()
+
+    def pack(self, objects: ObjectList, folder: str) -> None:
+        spec = object_spec(objects)
+        if os.path.splitext(folder)[1] in (".tar", ".zip"):
+            raise ValueError("pack to a folder, not to {!r}: the tar is streamed into iRODS".format(folder))
+        if os.path.exists(folder):
+            raise ValueError("the packet folder {} already exists".format(folder))
+        args = _session_args(self.client) + ["transfer", "pack", "--binaries", "all", spec, folder]
+        log.info("packing %s into %s", spec, folder)
+        _run_cli(self.cli_factory, args, "omero transfer pack " + spec, os.path.dirname(folder))
+        if not os.path.isdir(folder):
+            raise PackError("omero transfer pack {} wrote no packet folder (omero-cli-transfer older than 1.3.0 "
+                            "writes an archive instead; install 1.3.0 or later)".format(spec))
+
+
+class CliTransferUnpacker:
+    """``omero transfer unpack <archive>``: always NEW objects, never merged into or overwriting existing ones.
+
+    omero transfer unpack prints no id map (omero-cli-transfer issue #71), so
+    the new objects are found afterwards: unpack attaches a provenance
+    MapAnnotation (namespace openmicroscopy.org/cli/transfer) whose ``md5`` is
+    the archive's MD5 to every image (or plate) it creates. The query takes
+    those annotations newer than the unpack's start, then their images/plates
+    and the datasets, projects and screens linked to them that are also new.
+    """
+
+    def __init__(self, client: Any, cli_factory: Optional[Callable[[], Any]] = None) -> None:
+        self.client = client
+        self.cli_factory = cli_factory or _default_cli
+
+    def unpack(self, path: str) -> ObjectList:
+        if os.path.splitext(path)[1] not in (".tar", ".zip"):
+            raise ValueError("omero transfer unpack reads only .tar and .zip files, not {}".format(path))
+        md5 = _md5_file(path)
+        query = self.client.getSession().getQueryService()
+        before = self._max_ids(query)
+        args = _session_args(self.client) + ["transfer", "unpack", path]
+        _run_cli(self.cli_factory, args, "omero transfer unpack", os.path.dirname(path))
+        return self._new_objects(query, md5, before)
+
+    @staticmethod
+    def _max_ids(query: Any) -> Dict[str, int]:
+        from omero.sys import ParametersI
+
+        out = {}
+        for otype in ("Annotation", "Project", "Dataset", "Screen"):
+            rows = query.projection("select max(o.id) from {} o".format(otype), ParametersI())
+            value = rows[0][0].val if rows and rows[0] and rows[0][0] is not None else None
+            out[otype] = int(value or 0)
+        return out
+
+    @staticmethod
+    def _new_objects(query: Any, md5: str, before: Dict[str, int]) -> ObjectList:
+        from omero.sys import ParametersI
+
+        def ids(hql: str, params: Any) -> List[int]:
+            return sorted({int(r[0].val) for r in query.projection(hql, params) if r and r[0] is not None})
+
+        p = ParametersI()
+        p.addString("ns", TRANSFER_NS)
+        p.addString("md5", md5)
+        p.addLong("since", before["Annotation"])
+        found: ObjectList = []
+        leaves: Dict[str, List[int]] = {}
+        for otype in ("Image", "Plate"):
+            leaves[otype] = ids(
+                "select distinct l.parent.id from {}AnnotationLink l, MapAnnotation a join a.mapValue mv "
+                "where l.child.id = a.id and a.ns = :ns and mv.name = 'md5' and mv.value = :md5 "
+                "and a.id > :since".format(otype), p)
+        containers = (("Dataset", "DatasetImageLink", leaves["Image"]),
+                      ("Screen", "ScreenPlateLink", leaves["Plate"]))
+        parents: Dict[str, List[int]] = {}
+        for ptype, link, children in containers:
+            parents[ptype] = []
+            if children:
+                q = ParametersI()
+                q.addIds(children)
+                q.addLong("since", before[ptype])
+                parents[ptype] = ids("select distinct l.parent.id from {} l where l.child.id in (:ids) "
+                                     "and l.parent.id > :since".format(link), q)
+        parents["Project"] = []
+        if parents["Dataset"]:
+            q = ParametersI()
+            q.addIds(parents["Dataset"])
+            q.addLong("since", before["Project"])
+            parents["Project"] = ids("select distinct l.parent.id from ProjectDatasetLink l where l.child.id in "
+                                     "(:ids) and l.parent.id > :since", q)
+        for otype in ("Project", "Dataset", "Screen"):
+            found.extend((otype, i) for i in parents[otype])
+        for otype in ("Plate", "Image"):
+            found.extend((otype, i) for i in leaves[otype])
+        return found
+
+
+def _md5_file(path: str) -> str:
+    h = hashlib.md5(usedforsecurity=False)  # unpack's own provenance key, not security
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

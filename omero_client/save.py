@@ -1,0 +1,252 @@
+"""Save: pack OMERO objects, drop them into the landing collection, wait for the server's verdict.
+
+The OMERO side stays dumb on purpose: it never decides where data goes in
+iRODS. It writes two things into ``<landing>/<drop_id>/`` as the service
+account, the archive first and the manifest LAST (the manifest is the commit
+marker the server's PEP waits for), then reads the status the server's policy
+writes back and explains it to the researcher.
+
+Local disk: the packet folder only (about 1x the data). The tar is streamed
+into iRODS while it is made (omero_client.upload), and the folder is removed
+as soon as the upload is done, whatever happened.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+from omero_client.pack import ObjectList, Packer, object_spec
+from omero_client.progress import ProgressCallback, human_bytes, terminal_progress
+from omero_client.snapshots import IN_PROGRESS, DropStatus, drop_status
+from omero_client.upload import stream_folder_as_tar
+from policy import vocabulary as V
+from policy.errors import IrodsError
+from policy.manifest import MANIFEST_NAME, Who, build_manifest, manifest_to_json, new_drop_id
+from policy.zone import Zone
+
+log = logging.getLogger("omero_snapshots.omero_client")
+
+ARCHIVE_NAME = "transfer.tar"
+PACKET_DIR = "packet"  # no extension: omero-cli-transfer then leaves a folder, not an archive
+
+
+@dataclass
+class Poll:
+    """How long and how to wait for the server's verdict; clock, sleep and hook are injectable for tests.
+
+    ``hook`` runs before each status read (tests run the simulated delay
+    server there). Waiting stops at the first status that is not in progress.
+    """
+
+    timeout: float = 180.0
+    interval: float = 3.0
+    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
+    hook: Optional[Callable[[], None]] = None
+
+
+@dataclass
+class SaveResult:
+    drop_id: str
+    status: str
+    reason: Optional[str]
+    snapshot: Optional[str]
+    irods_user: Optional[str]
+    location: Optional[str]
+    refusal_rule: Optional[str]
+    archive_size: int
+    archive_sha256: str
+    scratch_peak_bytes: int  # bytes of the packet folder, the only local scratch a save uses
+    message: str
+    polls: int = 0
+    timings: Dict[str, float] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.status in (V.PLACED_STATE, V.COMPLETE)
+
+
+class SaveError(Exception):
+    """The save did not reach the server; the message says what happened, for the researcher."""
+
+
+def folder_bytes(folder: str) -> int:
+    """Bytes of the regular files under ``folder`` (what the packet occupies on disk, give or take blocks)."""
+    total = 0
+    for root, _dirs, files in os.walk(folder):
+        for name in files:
+            total += os.lstat(os.path.join(root, name)).st_size
+    return total
+
+
+def group_objects(objects: Sequence[Tuple[str, int]]) -> List[Tuple[str, List[int]]]:
+    """[("Image", 1), ("Image", 2)] -> [("Image", [1, 2])] for the manifest's what.objects."""
+    grouped: Dict[str, List[int]] = {}
+    for otype, oid in objects:
+        ids = grouped.setdefault(otype, [])
+        if oid not in ids:
+            ids.append(oid)
+    return list(grouped.items())
+
+
+def _manifest(drop_id: str, who: Who, objects: ObjectList, label: Optional[str], size: int, sha256: str,
+              packer: Packer) -> Dict[str, object]:
+    return build_manifest(
+        drop_id=drop_id, omero_user=who.omero_user, omero_user_id=who.omero_user_id, omero_group=who.omero_group,
+        omero_group_id=who.omero_group_id, email=who.email, omero_server=who.omero_server,
+        objects=group_objects(objects), archive_name=ARCHIVE_NAME, archive_size=size, archive_sha256=sha256,
+        archive_format="tar", packer_name=packer.name, packer_version=packer.version, label=label or None)
+
+
+def save(zone: Zone, landing: str, who: Who, objects: ObjectList, packer: Packer, label: Optional[str] = None,
+         workdir: Optional[str] = None, progress: Optional[ProgressCallback] = None, poll: Optional[Poll] = None,
+         drop_id: Optional[str] = None) -> SaveResult:
+    """Save ``objects`` as one snapshot; return the outcome with a message for the researcher.
+
+    Raises SaveError (or ValueError for a bad selection/label) when nothing
+    reached the server; any verdict of the server, refusals included, is a
+    SaveResult.
+    """
+    poll = poll or Poll()
+    drop_id = drop_id or new_drop_id()
+    object_spec(objects)  # one type, valid ids: fail before packing, which is the expensive part
+    # The same checks the server makes, before any work: a bad label or identity fails here, not in quarantine.
+    _manifest(drop_id, who, objects, label, 0, "0" * 64, packer)
+    timings: Dict[str, float] = {}
+    bar = terminal_progress("upload") if progress is None else None  # library use from a terminal
+    progress = progress or bar
+    scratch = tempfile.mkdtemp(prefix="omero-snapshot-", dir=workdir)
+    drop = landing + "/" + drop_id
+    try:
+        folder = os.path.join(scratch, PACKET_DIR)
+        t0 = time.monotonic()
+        packer.pack(objects, folder)
+        timings["pack"] = time.monotonic() - t0
+        if not os.path.isdir(folder):
+            raise SaveError("packing produced no packet folder; nothing was sent to iRODS")
+        peak = folder_bytes(folder)
+        t0 = time.monotonic()
+        size, sha256 = _upload(zone, drop, folder, progress)
+        manifest = _manifest(drop_id, who, objects, label, size, sha256, packer)
+        _write_new(zone, drop + "/" + MANIFEST_NAME, manifest_to_json(manifest))
+        timings["upload"] = time.monotonic() - t0
+    finally:
+        if bar is not None:
+            bar.finish()
+        shutil.rmtree(scratch, ignore_errors=True)
+    log.info("drop %s uploaded (%s), waiting for the server", drop_id, human_bytes(size))
+    t0 = time.monotonic()
+    status, polls = wait_for_verdict(zone, landing, drop_id, poll)
+    timings["wait"] = time.monotonic() - t0
+    return SaveResult(drop_id=drop_id, status=status.status, reason=status.reason, snapshot=status.snapshot,
+                      irods_user=status.irods_user, location=status.location, refusal_rule=status.refusal_rule,
+                      archive_size=size, archive_sha256=sha256, scratch_peak_bytes=peak,
+                      message=save_message(status, who, size, landing), polls=polls, timings=timings)
+
+
+def _upload(zone: Zone, drop: str, folder: str, progress: Optional[ProgressCallback]) -> Tuple[int, str]:
+    """Create the drop and stream the archive into it; on failure remove what we wrote (no manifest yet)."""
+    try:
+        zone.create_collection(drop)
+    except IrodsError as e:
+        raise SaveError("could not create the drop {} in iRODS ({}); ask the facility whether the OMERO "
+                        "service account can write to its landing collection".format(drop, e.name)) from None
+    target = drop + "/" + ARCHIVE_NAME
+    try:
+        writer = zone.open_new(target)
+        try:
+            return stream_folder_as_tar(folder, writer, progress)
+        finally:
+            writer.close()
+    except BaseException as e:
+        _cleanup(zone, drop, target)
+        if isinstance(e, IrodsError):
+            raise SaveError("the upload to iRODS failed ({}); nothing was saved, try again".format(e.name)) from None
+        raise
+
+
+def _write_new(zone: Zone, path: str, data: bytes) -> None:
+    try:
+        writer = zone.open_new(path)
+        try:
+            writer.write(data)
+        finally:
+            writer.close()
+    except IrodsError as e:
+        raise SaveError("the archive reached iRODS but its manifest could not be written ({}); the server will "
+                        "not process the drop: try again".format(e.name)) from None
+
+
+def _cleanup(zone: Zone, drop: str, target: str) -> None:
+    """Best effort: a drop without a manifest is never processed, but it should not linger either."""
+    for action, path in ((zone.remove_object, target), (zone.remove_collection, drop)):
+        try:
+            action(path)
+        except IrodsError:
+            log.warning("could not remove %s after a failed upload", path)
+
+
+def wait_for_verdict(zone: Zone, landing: str, drop_id: str, poll: Poll) -> Tuple[DropStatus, int]:
+    """Read the drop's status until it leaves received/queued/processing or the time is up."""
+    deadline = poll.clock() + poll.timeout
+    polls = 0
+    while True:
+        if poll.hook is not None:
+            poll.hook()
+        status = drop_status(zone, landing, drop_id)
+        polls += 1
+        if status.status not in IN_PROGRESS or poll.clock() >= deadline:
+            return status, polls
+        poll.sleep(max(0.0, min(poll.interval, deadline - poll.clock())))
+
+
+# ------------------------------------------------------------------ messages for researchers
+_ENROL_RULES = ("unmapped", "mapped_to_service_account", "mapped_user_missing", "mapped_to_rodsadmin",
+                "mapped_to_group", "not_enrolled", "placement")
+_DAMAGE_RULES = ("manifest_missing", "manifest_unreadable", "manifest_invalid", "drop_id_mismatch",
+                 "archive_missing", "unexpected_object", "size_mismatch", "checksum_mismatch")
+
+
+def _advice(status: DropStatus, who: Who) -> str:
+    rule = status.refusal_rule or ""
+    if rule in _ENROL_RULES:
+        return ("Ask the iRODS facility to enrol OMERO user '{}' on server '{}' (map it to your iRODS account), "
+                "then save again.".format(who.omero_user, who.omero_server))
+    if rule == "archive_too_large":
+        return "Save fewer objects at a time, or ask the iRODS facility for a higher size limit."
+    if rule in _DAMAGE_RULES:
+        return "The upload was incomplete or damaged on the way: save again. If it happens again, tell the facility."
+    return "Tell the iRODS facility."
+
+
+def save_message(status: DropStatus, who: Who, size: int, landing: str) -> str:
+    """What happened, where the data is, and what to do next, in words a researcher can act on."""
+    ref = "drop {}".format(status.drop_id)
+    if status.status in (V.PLACED_STATE, V.COMPLETE):
+        done = "complete" if status.status == V.COMPLETE else "placed (the archive is stored; it is not unpacked)"
+        return ("Saved to iRODS: {}\nOwner: iRODS user '{}'. Status: {}. Archive: {}.\n"
+                "It is listed by 'List iRODS Snapshots' and can be loaded back with 'Load from iRODS'.".format(
+                    status.snapshot, status.irods_user, done, human_bytes(size)))
+    if status.status == V.FAILED:
+        return ("Saved to iRODS, but the server could not unpack it: {}\nSnapshot: {} (owner: iRODS user '{}'); "
+                "the archive itself is intact and can still be loaded back.\nTell the iRODS facility ({}).".format(
+                    status.reason or "no reason given", status.snapshot, status.irods_user, ref))
+    if status.status == V.QUARANTINED:
+        return ("Not saved: iRODS refused the snapshot (quarantined).\nWhy: {}\n{}\nThe upload is kept intact at {} "
+                "for the facility; quote {}.".format(status.reason or "no reason given", _advice(status, who),
+                                                      status.location, ref))
+    if status.status == V.UNPACKING:
+        return ("Saved to iRODS: {}\nOwner: iRODS user '{}'. The server is still unpacking it; 'List iRODS "
+                "Snapshots' shows when it is complete.".format(status.snapshot, status.irods_user))
+    if status.status in IN_PROGRESS:
+        return ("Uploaded ({}), and iRODS has not finished with it yet (status: {}). 'List iRODS Snapshots' will show "
+                "it once it is placed; if it never appears, tell the iRODS facility ({} in {}).".format(
+                    human_bytes(size), status.status, ref, landing))
+    return ("Uploaded ({}), but iRODS reports status '{}'{}. Tell the iRODS facility ({} in {}).".format(
+        human_bytes(size), status.status, ": " + status.reason if status.reason else "", ref, landing))

@@ -1,0 +1,38 @@
+"""OMERO script: load one of your iRODS snapshots back into OMERO as NEW objects.
+
+A thin shell over omero_client (installed in the OMERO server's virtualenv).
+Only snapshots you saved yourself from this OMERO server can be loaded; the
+objects are always created anew (existing ones are never changed).
+"""
+
+
+def main():
+    import omero.scripts as scripts
+    from omero.gateway import BlitzGateway
+    from omero.rtypes import rlong, rstring
+
+    client = scripts.client(
+        "Load_from_iRODS.py",
+        "Load one of your iRODS snapshots back into OMERO. It is imported as NEW objects (existing ones are never "
+        "changed). Give the snapshot's path, or its number from 'List iRODS Snapshots'.",
+        scripts.String("Snapshot", optional=True, grouping="1",
+                       description="iRODS path of the snapshot, as 'List iRODS Snapshots' shows it."),
+        scripts.Long("Snapshot_Index", optional=True, grouping="2", min=rlong(1),
+                     description="Or: the snapshot's number in 'List iRODS Snapshots' (1 = newest)."),
+        scripts.String("Message", description="The new OMERO objects, or why the snapshot cannot be loaded.").out(),
+        version="0.1.0",
+        authors=["OMERO iRODS snapshots"],
+        contact="your OMERO/iRODS facility",
+    )
+    try:
+        from omero_client import script_support
+
+        conn = BlitzGateway(client_obj=client)
+        script_support.run_script(client, "Load from iRODS", lambda: script_support.load_task(client, conn),
+                                  rstring)
+    finally:
+        client.closeSession()
+
+
+if __name__ == "__main__":
+    main()
