@@ -4,6 +4,11 @@ Exit codes: 0 every drop reached its expected good state (or the command
 succeeded); 1 a drop was rejected, quarantined or failed (or a lookup found
 nothing); 2 usage or configuration error.
 
+Without --zone-dir the commands act on the real zone of the iRODS environment
+($IRODS_ENVIRONMENT_FILE, else ~/.irods/irods_environment.json) through
+python-irodsclient: the admin commands call the policy's admin rules as that
+environment's user, who must be a rodsadmin (policy.irods_rules_client).
+
 `simulate` drives the same code path as a server: it uploads the drop as
 OMERO would, the fake PREP runtime fires the upload PEP of core.py.d, the
 delayed rule runs the ingest. It never calls the use case directly.
@@ -38,12 +43,42 @@ def _emit(args: argparse.Namespace, human: str, machine: Any) -> None:
 
 def _deployment(args: argparse.Namespace, config_dict: Optional[dict] = None,
                 mapping_dict: Optional[dict] = None) -> Any:
-    from simzone.deploy import SimulatedDeployment
+    """--zone-dir: that simulated zone. Otherwise the real zone of the iRODS environment
+    ($IRODS_ENVIRONMENT_FILE, else ~/.irods/irods_environment.json) through python-irodsclient."""
+    if args.zone_dir:
+        from simzone.deploy import SimulatedDeployment
 
-    if not args.zone_dir:
-        raise UsageError("pass --zone-dir DIR (a simulated zone); commands against a real zone through "
-                         "python-irodsclient are not implemented yet (issue 5)")
-    return SimulatedDeployment(args.zone_dir, config_dict=config_dict, mapping_dict=mapping_dict)
+        return SimulatedDeployment(args.zone_dir, config_dict=config_dict, mapping_dict=mapping_dict)
+    from policy.irods_rules_client import AdminClient, environment_file
+
+    env = environment_file()
+    if not os.path.isfile(env):
+        raise UsageError("no iRODS environment: {} does not exist. Set IRODS_ENVIRONMENT_FILE to a rodsadmin's "
+                         "irods_environment.json (admin commands run the policy's admin rules as that user), "
+                         "or pass --zone-dir DIR for a simulated zone".format(env))
+    client = AdminClient(env)
+    getattr(args, "_open", []).append(client)
+    return client
+
+
+def _is_simulated(dep: Any) -> bool:
+    return hasattr(dep, "catalog")
+
+
+def _where(dep: Any) -> str:
+    return "the simulated zone" if _is_simulated(dep) else "the zone of {}".format(dep.env_file)
+
+
+def _user_type(dep: Any, name: str) -> Optional[str]:
+    return dep.catalog.user_type(name) if _is_simulated(dep) else dep.user_type(name)
+
+
+def _admin_rule(dep: Any, rule: str, *args: str) -> Dict[str, Any]:
+    res = dict(dep.admin_rule(rule, *args))
+    if not _is_simulated(dep) and res.get("error") == "admin rules need a rodsadmin":
+        res["error"] += ("; {} authenticates as '{}': point IRODS_ENVIRONMENT_FILE at a rodsadmin's environment"
+                         .format(dep.env_file, dep.user))
+    return res
 
 
 def entry_dict(zone: Any, path: str) -> Dict[str, Any]:
@@ -256,10 +291,12 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 def cmd_zone_ls(args: argparse.Namespace) -> int:
     dep = _deployment(args)
     admin = dep.admin()
-    if not dep.catalog.exists(args.path):
-        print("no such path in the simulated zone: {}".format(args.path), file=sys.stderr)
+    exists = dep.catalog.exists if _is_simulated(dep) else dep.exists
+    walk = dep.catalog.walk if _is_simulated(dep) else dep.walk
+    if not exists(args.path):
+        print("no such path in {}: {}".format(_where(dep), args.path), file=sys.stderr)
         return EXIT_REJECTED
-    paths = [p for p, _ in dep.catalog.walk(args.path)] if args.recursive else [args.path]
+    paths = [p for p, _ in walk(args.path)] if args.recursive else [args.path]
     if not args.recursive and admin.stat(args.path).kind == "collection":
         listing = admin.list_collection(args.path)
         paths += listing.collections + [s.path for s in listing.data_objects]
@@ -273,7 +310,7 @@ def cmd_zone_ls(args: argparse.Namespace) -> int:
 
 def cmd_list(args: argparse.Namespace) -> int:
     dep = _deployment(args)
-    res = dep.admin_rule("omero_snapshots_list", args.user)
+    res = _admin_rule(dep, "omero_snapshots_list", args.user)
     if not res.get("ok"):
         print(res.get("error"), file=sys.stderr)
         return EXIT_REJECTED
@@ -286,7 +323,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     dep = _deployment(args)
-    res = dep.admin_rule("omero_snapshots_status", args.ident)
+    res = _admin_rule(dep, "omero_snapshots_status", args.ident)
     human = "\n".join("{}: {}".format(k, v) for k, v in sorted(res.items()) if v not in (None, []))
     _emit(args, human, res)
     return EXIT_OK if res.get("status") not in ("unknown", None) else EXIT_REJECTED
@@ -294,12 +331,12 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_enrol(args: argparse.Namespace) -> int:
     dep = _deployment(args)
-    if dep.catalog.user_type(args.irods_user) is None:
+    if _user_type(dep, args.irods_user) is None:
         if not args.create_user:
-            raise UsageError("iRODS user {!r} does not exist in the simulated zone; add --create-user".format(
-                args.irods_user))
+            raise UsageError("iRODS user {!r} does not exist in {}; add --create-user (or: iadmin mkuser {} "
+                             "rodsuser)".format(args.irods_user, _where(dep), args.irods_user))
         dep.add_user(args.irods_user)
-    res = dep.admin_rule("omero_snapshots_enrol", args.irods_user, args.omero_user, args.omero_server)
+    res = _admin_rule(dep, "omero_snapshots_enrol", args.irods_user, args.omero_user, args.omero_server)
     human = ("enrolled {omero_user}@{omero_server} -> {irods_user}; snapshot root {root}".format(**res)
              if res.get("ok") else "refused: {}".format(res.get("error")))
     _emit(args, human, res)
@@ -309,7 +346,7 @@ def cmd_enrol(args: argparse.Namespace) -> int:
 def _admin_command(rule: str, *fields: str) -> Any:
     def run(args: argparse.Namespace) -> int:
         dep = _deployment(args)
-        res = dep.admin_rule(rule, *[getattr(args, f) for f in fields])
+        res = _admin_rule(dep, rule, *[getattr(args, f) for f in fields])
         if args.json:
             print(json.dumps(res, sort_keys=True))
         elif "checks" in res:
@@ -327,7 +364,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     def common(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("--zone-dir", help="directory of a simulated zone (created if new)")
+        sp.add_argument("--zone-dir", help="directory of a simulated zone (created if new); without it: the real "
+                                           "zone of $IRODS_ENVIRONMENT_FILE (or ~/.irods/irods_environment.json)")
         sp.add_argument("--json", action="store_true", help="machine-readable output")
 
     s = sub.add_parser("simulate", help="drop archives into a simulated zone and run the server policy on them")
@@ -347,7 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
     common(s)
     s.set_defaults(func=cmd_simulate)
 
-    z = sub.add_parser("zone", help="inspect a simulated zone")
+    z = sub.add_parser("zone", help="inspect a zone (simulated with --zone-dir, else the real one)")
     zsub = z.add_subparsers(dest="zone_command", required=True)
     ls = zsub.add_parser("ls", help="like ils -lA plus imeta ls")
     ls.add_argument("path")
@@ -369,9 +407,15 @@ def build_parser() -> argparse.ArgumentParser:
     en.add_argument("irods_user")
     en.add_argument("--omero-user", required=True)
     en.add_argument("--omero-server", default=DEFAULT_OMERO_SERVER)
-    en.add_argument("--create-user", action="store_true", help="(simulated zone) create the iRODS user first")
+    en.add_argument("--create-user", action="store_true", help="create the iRODS user (rodsuser) if missing")
     common(en)
     en.set_defaults(func=cmd_enrol)
+
+    un = sub.add_parser("unenrol", help="remove an OMERO user's mapping and the service account's write access")
+    un.add_argument("--omero-user", required=True)
+    un.add_argument("--omero-server", default=DEFAULT_OMERO_SERVER)
+    common(un)
+    un.set_defaults(func=_admin_command("omero_snapshots_unenrol", "omero_user", "omero_server"))
 
     rp = sub.add_parser("reprocess", help="run a drop again as the service account (breaks a stale lock)")
     rp.add_argument("drop_id")
@@ -401,6 +445,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as e:
         return EXIT_USAGE if e.code else EXIT_OK
+    args._open = []
     try:
         return int(args.func(args))
     except UsageError as e:
@@ -409,6 +454,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (ValueError, OSError) as e:
         print("omero-snapshots: {}: {}".format(type(e).__name__, e), file=sys.stderr)
         return EXIT_USAGE
+    except Exception as e:  # noqa: BLE001 - a real zone that cannot be reached or refuses us is a configuration error
+        from policy.errors import IrodsError
+
+        if not (isinstance(e, IrodsError) or type(e).__module__.split(".")[0] == "irods"):
+            raise
+        print("omero-snapshots: iRODS: {}: {}".format(type(e).__name__, str(e) or repr(e)), file=sys.stderr)
+        return EXIT_USAGE
+    finally:
+        for opened in args._open:
+            try:
+                opened.close()
+            except Exception:  # noqa: BLE001 - closing a session must not hide the result
+                pass
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -14,7 +14,7 @@ where only the save path is installed.
 from __future__ import annotations
 
 import os
-from typing import Any, BinaryIO, List, Optional, Sequence
+from typing import Any, BinaryIO, Dict, List, Optional, Sequence, Set, Tuple, Type
 
 from policy.errors import IrodsError, error_for
 from policy.zone import COLLECTION, DATA_OBJECT, Ace, Avu, Listing, MetaOp, Stat
@@ -23,18 +23,52 @@ SERVER_ENV_FILE = "~/.irods/irods_environment.json"
 
 
 def _translate(exc: BaseException, what: str) -> IrodsError:
-    """python-irodsclient exceptions carry the iRODS code as `.code`; map it to our types."""
+    """A python-irodsclient exception as one of our typed errors.
+
+    Server errors (irods.exception.iRODSException) carry the iRODS code as `.code`, possibly with an
+    errno folded in (-818013); it is rounded to its thousands like the server's error table. The
+    client-side DoesNotExist family (CollectionDoesNotExist, DataObjectDoesNotExist, UserDoesNotExist)
+    and DataObjectExistsAtLogicalPath are NOT iRODSException subclasses (irods/exception.py).
+    """
     code = getattr(exc, "code", None)
-    if isinstance(code, int) and code < 0:
-        return error_for(code, "{}: {}".format(what, type(exc).__name__))
     name = type(exc).__name__
-    if name in ("DataObjectDoesNotExist", "CollectionDoesNotExist", "UserDoesNotExist"):
+    if isinstance(code, int) and code <= -1000:
+        return error_for(-((-code) // 1000) * 1000, "{}: {}".format(what, name))
+    if name in ("DataObjectDoesNotExist", "CollectionDoesNotExist", "UserDoesNotExist", "DoesNotExist"):
         return error_for(-310000, "{}: {}".format(what, name))
+    if name == "DataObjectExistsAtLogicalPath":
+        return error_for(-809000, "{}: {}".format(what, name))
     return IrodsError(-1828000, "{}: {}: {}".format(what, name, str(exc)[:200]))
 
 
+def _irods_errors() -> Tuple[Type[BaseException], ...]:
+    from irods.exception import PycommandsException, iRODSException
+
+    return (iRODSException, PycommandsException)
+
+
+def _epoch(value: Any) -> int:
+    try:
+        return int(value.timestamp())
+    except (AttributeError, TypeError, ValueError, OverflowError):
+        return 0
+
+
+def _level(name: str) -> str:
+    """iRODS 4.2 spells levels with a space ('read object'); 4.3/5.0 with an underscore."""
+    return str(name).replace(" ", "_")
+
+
 class PrcZone:
-    """Zone over an iRODSSession, acting as the session's (client) user."""
+    """Zone over an iRODSSession, acting as the session's (client) user.
+
+    python-irodsclient 3.x facts this relies on (irods/session.py, irods/manager/*.py):
+    ``session.username``/``session.zone`` are the CLIENT user and zone (the proxied user of a
+    ``client_user=`` session); ``collections.move``/``data_objects.move`` move INTO an existing
+    collection; ``data_objects.unlink`` without ``force`` moves the object to the trash;
+    ``acls.get`` reports levels as stored in the catalog; ``acls.set`` sends ``admin:<level>``
+    when ``admin=True`` and ``inherit``/``noinherit`` without a user.
+    """
 
     def __init__(self, session: Any, zone_name: Optional[str] = None) -> None:
         self.session = session
@@ -47,7 +81,7 @@ class PrcZone:
         from irods.session import iRODSSession
 
         path = os.path.expanduser(env_file or os.environ.get("IRODS_ENVIRONMENT_FILE") or SERVER_ENV_FILE)
-        kwargs = {"irods_env_file": path}
+        kwargs: Dict[str, Any] = {"irods_env_file": path}
         if client_user:
             kwargs["client_user"] = client_user
         return cls(iRODSSession(**kwargs))
@@ -57,49 +91,81 @@ class PrcZone:
 
     # ------------------------------------------------------------------ helpers
     def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        from irods.exception import iRODSException
-
         try:
             return fn(*args, **kwargs)
-        except iRODSException as e:
+        except _irods_errors() as e:
             raise _translate(e, what) from None
 
+    def _coll_or_none(self, path: str) -> Any:
+        from irods.exception import CollectionDoesNotExist
+
+        try:
+            return self.session.collections.get(path)
+        except CollectionDoesNotExist:
+            return None
+        except _irods_errors() as e:
+            raise _translate(e, "get " + path) from None
+
+    def _obj_or_none(self, path: str) -> Any:
+        from irods.exception import DoesNotExist
+
+        try:
+            return self.session.data_objects.get(path)
+        except DoesNotExist:  # the object, or its parent collection
+            return None
+        except _irods_errors() as e:
+            raise _translate(e, "get " + path) from None
+
     def _obj(self, path: str) -> Any:
-        return self._call("get " + path, self.session.data_objects.get, path)
+        obj = self._obj_or_none(path)
+        if obj is None:
+            raise error_for(-310000, path)
+        return obj
 
     def _coll(self, path: str) -> Any:
-        return self._call("get " + path, self.session.collections.get, path)
+        coll = self._coll_or_none(path)
+        if coll is None:
+            raise error_for(-310000, path)
+        return coll
 
     def _entity(self, path: str) -> Any:
-        if self.session.collections.exists(path):
-            return self._coll(path)
-        if self.session.data_objects.exists(path):
-            return self._obj(path)
-        raise error_for(-310000, path)
+        coll = self._coll_or_none(path)
+        if coll is not None:
+            return coll
+        return self._obj(path)
 
-    def _exists(self, path: str) -> bool:
-        return bool(self.session.collections.exists(path) or self.session.data_objects.exists(path))
+    def exists(self, path: str) -> bool:
+        return self._coll_or_none(path) is not None or self._obj_or_none(path) is not None
+
+    @staticmethod
+    def _is_collection(ent: Any) -> bool:
+        from irods.collection import iRODSCollection
+
+        return isinstance(ent, iRODSCollection)
 
     # ------------------------------------------------------------------ control plane
     def stat(self, path: str) -> Stat:
         ent = self._entity(path)
-        if self.session.collections.exists(path):
-            return Stat(path=path, kind=COLLECTION, owner=getattr(ent, "owner_name", None))
+        if self._is_collection(ent):
+            return Stat(path=path, kind=COLLECTION, owner=getattr(ent, "owner_name", None),
+                        modify_time=_epoch(getattr(ent, "modify_time", None)))
         return Stat(path=path, kind=DATA_OBJECT, size=int(ent.size or 0), checksum=ent.checksum or None,
-                    owner=getattr(ent, "owner_name", None))
+                    owner=getattr(ent, "owner_name", None), modify_time=_epoch(getattr(ent, "modify_time", None)))
 
     def create_collection(self, path: str, recursive: bool = False) -> None:
-        if not recursive and self._exists(path):
+        # Non-recursive: the server itself refuses an existing name (CATALOG_ALREADY_HAS_ITEM_BY_THAT_NAME),
+        # which makes this a test-and-set (policy.drop_lock); the check here only names the error early.
+        if not recursive and self.exists(path):
             raise error_for(-809000, path)
         self._call("create " + path, self.session.collections.create, path, recurse=recursive)
 
     def rename(self, src: str, dst: str) -> None:
         # python-irodsclient moves INTO an existing collection; refuse any existing destination instead.
-        if self.session.collections.exists(dst):
+        if self._coll_or_none(dst) is not None:
             raise error_for(-833000, dst)
-        if self.session.data_objects.exists(dst):
+        if self._obj_or_none(dst) is not None:
             raise error_for(-834000, dst)
-        if self.session.collections.exists(src):
+        if self._coll_or_none(src) is not None:
             self._call("move " + src, self.session.collections.move, src, dst)
         else:
             self._call("move " + src, self.session.data_objects.move, src, dst)
@@ -119,8 +185,9 @@ class PrcZone:
         self.set_acl(path, self.user, "inherit" if inherit else "noinherit", recursive)
 
     def acl(self, path: str) -> List[Ace]:
-        return [Ace(a.user_name, a.access_name) for a in self._call("get ACL", self.session.acls.get,
-                                                                      self._entity(path))]
+        ent = self._entity(path)
+        return [Ace(a.user_name, _level(a.access_name)) for a in self._call("get ACL of " + path,
+                                                                            self.session.acls.get, ent)]
 
     def apply_metadata(self, path: str, ops: Sequence[MetaOp]) -> None:
         from irods.meta import AVUOperation, iRODSMeta
@@ -133,28 +200,63 @@ class PrcZone:
         self._call("metadata on " + path, ent.metadata.apply_atomic_operations, *avu_ops)
 
     def metadata(self, path: str) -> List[Avu]:
-        return [Avu(m.name, m.value, m.units or "") for m in self._entity(path).metadata.items()]
+        ent = self._entity(path)
+        items = self._call("metadata of " + path, lambda: list(ent.metadata.items()))
+        return [Avu(m.name, m.value, m.units or "") for m in items]
 
     def checksum(self, path: str) -> str:
         return str(self._call("checksum " + path, self.session.data_objects.chksum, path))
 
     def list_collection(self, path: str) -> Listing:
         coll = self._coll(path)
-        return Listing(collections=sorted(c.path for c in coll.subcollections),
-                       data_objects=sorted((Stat(path=o.path, kind=DATA_OBJECT, size=int(o.size or 0),
-                                                 checksum=o.checksum or None, owner=getattr(o, "owner_name", None))
-                                            for o in coll.data_objects), key=lambda s: s.path))
+
+        def read() -> Listing:
+            return Listing(collections=sorted(c.path for c in coll.subcollections),
+                           data_objects=sorted((Stat(path=o.path, kind=DATA_OBJECT, size=int(o.size or 0),
+                                                     checksum=o.checksum or None,
+                                                     owner=getattr(o, "owner_name", None),
+                                                     modify_time=_epoch(getattr(o, "modify_time", None)))
+                                                for o in coll.data_objects), key=lambda s: s.path))
+        return self._call("list " + path, read)
+
+    def walk(self, top: str) -> List[Tuple[str, str]]:
+        """(path, kind) of `top` and everything below it that this user can see, sorted by path (two queries)."""
+        from irods.column import Like
+        from irods.models import Collection, DataObject
+
+        kind = COLLECTION if self._coll_or_none(top) is not None else DATA_OBJECT
+        if kind == DATA_OBJECT:
+            self._obj(top)
+            return [(top, DATA_OBJECT)]
+        prefix = top.rstrip("/") + "/"
+
+        def below(name: str) -> bool:  # LIKE's '_' and '%' also match other characters: filter exactly
+            return name == top or name.startswith(prefix)
+
+        def read() -> List[Tuple[str, str]]:
+            out: Set[Tuple[str, str]] = set()
+            for cond in (Collection.name == top, Like(Collection.name, prefix + "%")):
+                for r in self.session.query(Collection.name).filter(cond):
+                    if below(r[Collection.name]):
+                        out.add((r[Collection.name], COLLECTION))
+                for r in self.session.query(Collection.name, DataObject.name).filter(cond):
+                    if below(r[Collection.name]):
+                        out.add((r[Collection.name].rstrip("/") + "/" + r[DataObject.name], DATA_OBJECT))
+            return sorted(out)
+        return self._call("walk " + top, read)
 
     def find_by_metadata(self, attribute: str, value: str, kind: str = COLLECTION) -> List[str]:
         from irods.models import Collection, CollectionMeta, DataObject, DataObjectMeta
 
-        if kind == COLLECTION:
-            q = self.session.query(Collection.name).filter(CollectionMeta.name == attribute) \
-                .filter(CollectionMeta.value == value)
-            return sorted({r[Collection.name] for r in q})
-        q = self.session.query(Collection.name, DataObject.name).filter(DataObjectMeta.name == attribute) \
-            .filter(DataObjectMeta.value == value)
-        return sorted({r[Collection.name] + "/" + r[DataObject.name] for r in q})
+        def read() -> List[str]:
+            if kind == COLLECTION:
+                q = self.session.query(Collection.name).filter(CollectionMeta.name == attribute) \
+                    .filter(CollectionMeta.value == value)
+                return sorted({r[Collection.name] for r in q})
+            q = self.session.query(Collection.name, DataObject.name).filter(DataObjectMeta.name == attribute) \
+                .filter(DataObjectMeta.value == value)
+            return sorted({r[Collection.name] + "/" + r[DataObject.name] for r in q})
+        return self._call("query " + attribute, read)
 
     def user_type(self, name: str) -> Optional[str]:
         from irods.exception import UserDoesNotExist
@@ -163,14 +265,18 @@ class PrcZone:
             return str(self.session.users.get(name).type)
         except UserDoesNotExist:
             return None
+        except _irods_errors() as e:
+            raise _translate(e, "user " + name) from None
 
     def schedule(self, rule_call: str, delay_seconds: int = 1) -> None:
         raise IrodsError(-1828000, "a client session cannot schedule delayed rules; the server's PEP does")
 
     def remove_object(self, path: str) -> None:
-        self._call("remove " + path, self.session.data_objects.unlink, path)
+        # force: unlink without force moves the object to the user's trash (rsDataObjUnlink, trash policy).
+        self._call("remove " + path, self.session.data_objects.unlink, path, force=True)
 
     def remove_collection(self, path: str) -> None:
+        # Non-recursive: the server removes an EMPTY collection only, never to the trash (rsRmColl -> _rsRmColl).
         self._call("remove " + path, self.session.collections.remove, path, recurse=False)
 
     # ------------------------------------------------------------------ data plane
@@ -179,14 +285,17 @@ class PrcZone:
         if st.size > limit:
             raise error_for(-130000, "{} is {} bytes, over the limit of {}".format(path, st.size, limit))
         with self.open_read(path) as f:
-            return bytes(f.read(limit + 1))
+            data = bytes(f.read(limit + 1))
+        if len(data) > limit:
+            raise error_for(-130000, "{} is over the limit of {} bytes".format(path, limit))
+        return data
 
     def open_read(self, path: str) -> BinaryIO:
         return self._call("open " + path, self.session.data_objects.open, path, "r")
 
     def open_new(self, path: str) -> BinaryIO:
-        """Create first (fails on an existing path: no force flag), then open the new, empty object."""
-        self._call("create " + path, self.session.data_objects.create, path)
+        """Create first (force=False: an existing path fails, never truncated), then open the new, empty object."""
+        self._call("create " + path, self.session.data_objects.create, path, force=False)
         return self._call("open " + path, self.session.data_objects.open, path, "w")
 
 
@@ -198,27 +307,24 @@ def in_server_session_zone(client_user: str, zone_name: Optional[str] = None) ->
     return zone
 
 
-NATIVE_INSTANCE = "irods_rule_engine_plugin-irods_rule_language-instance"
-
-
 def run_rule_as(user: str, rule: str, args: List[str]) -> List[Any]:
     """Call a core rule as `user` through the native rule language (what a rodsuser may do), from inside
-    the server, with the server's own environment proxying as that user. Arguments must be plain,
-    already validated strings (drop ids, confirmations): they are placed in rule text.
+    the server, with the server's own environment proxying as that user.
 
-    Returns the rule's arguments as far as the server reports them back; callers read the outcome
-    from the catalog (AVUs) rather than rely on this.
+    Arguments are placed in rule text as string literals and are refused (InvalidInput) if they could
+    end the literal or be interpolated (policy.irods_rules_client.rule_literal). Returns the arguments'
+    values after the call: a Python rule that writes ``rule_args[i]`` (the JSON outcome of
+    ``omero_snapshots_process_drop`` and of the service-account rules) changes ``*a<i>``; the value as
+    passed where the server sent none back.
     """
-    from irods.rule import Rule
+    from policy.irods_rules_client import RuleArgumentError, build_call, call_rule
 
-    for a in args:
-        if '"' in a or "\\" in a or "\n" in a:
-            raise IrodsError(-130000, "refusing to put {!r} in rule text".format(a[:80]))
-    params = {"*a{}".format(i): '"{}"'.format(a) for i, a in enumerate(args)}
-    body = "{}({})".format(rule, ", ".join("*a{}".format(i) for i in range(len(args))))
+    try:
+        build_call(rule, args, out_label=None)  # validate before connecting
+    except RuleArgumentError as e:
+        raise error_for(-130000, str(e)) from None
     zone = PrcZone.from_environment(os.path.expanduser(SERVER_ENV_FILE), client_user=user)
     try:
-        Rule(zone.session, body=body, params=params, output="ruleExecOut", instance_name=NATIVE_INSTANCE).execute()
+        return list(call_rule(zone.session, rule, args))
     finally:
         zone.close()
-    return list(args)

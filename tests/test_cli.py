@@ -243,7 +243,9 @@ def test_drop_by_another_user_is_left_untouched(tmp_path, capsys, placed_config)
     ["frobnicate"],
     ["list", "--user", "jdoe"],                                            # no --zone-dir
 ])
-def test_usage_errors_exit_2(tmp_path, capsys, argv):
+def test_usage_errors_exit_2(tmp_path, capsys, monkeypatch, argv):
+    # without --zone-dir a command looks for a real zone: make sure none is configured on this machine
+    monkeypatch.setenv("IRODS_ENVIRONMENT_FILE", str(tmp_path / "no-such-irods_environment.json"))
     if argv[0] == "simulate" and "--zone-dir" not in argv and "--omero-user" in argv:
         argv = argv + ["--zone-dir", str(tmp_path / "zone")]
     code, out, err = run(capsys, *argv)
