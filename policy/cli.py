@@ -280,6 +280,14 @@ def cmd_simulate(args: argparse.Namespace) -> int:
                 owners = [a["user"] for a in result["entry"]["acl"] if a["level"] == "own"]
                 print("  owner:    {}".format(", ".join(owners) or "-"))
                 print(_format_entry(result["entry"], "  "))
+                if snapshot:
+                    objs = [(p, dep.catalog.stat("rods", p).size) for p, k in dep.catalog.walk(snapshot)
+                            if k == "data_object"]
+                    print("  objects:")
+                    for p, size in objs[:20]:
+                        print("    {:>12}  {}".format(size, p[len(snapshot) + 1:]))
+                    if len(objs) > 20:
+                        print("    ... and {} more".format(len(objs) - 20))
             print("  timings:  upload {upload}s, process {process}s".format(**result["timings"]))
     if not args.json:
         print("zone: {}  (inspect with: omero-snapshots zone ls --zone-dir {} -r /{})".format(
