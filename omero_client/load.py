@@ -52,8 +52,14 @@ class LoadResult:
 
 
 def load(zone: Zone, snapshot_path: str, current_omero_user: str, omero_server: str, unpacker: Unpacker,
-         workdir: Optional[str] = None, *, landing: str, progress: Optional[ProgressCallback] = None) -> LoadResult:
-    """Check, download, unpack; raise LoadRefused with a clear reason when the snapshot is not this user's."""
+         workdir: Optional[str] = None, *, landing: str, progress: Optional[ProgressCallback] = None,
+         zone_label: Optional[str] = None) -> LoadResult:
+    """Check, download, unpack; raise LoadRefused with a clear reason when the snapshot is not this user's.
+
+    ``zone`` is the zone the snapshot is in, with that zone's ``landing`` and
+    ``omero_server`` (several zones: omero_client.zones picks them; ``zone_label``
+    then names the zone in the message).
+    """
     path = snapshot_path.rstrip("/") or snapshot_path
     if not path.startswith("/"):
         raise LoadRefused("{!r} is not an iRODS collection path (it must start with /)".format(snapshot_path))
@@ -100,7 +106,7 @@ def load(zone: Zone, snapshot_path: str, current_omero_user: str, omero_server: 
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return LoadResult(snapshot=path, archive_size=got_size, new_objects=new,
-                      message=load_message(path, got_size, new))
+                      message=load_message(path, got_size, new, zone_label))
 
 
 def _download(zone: Zone, src: str, dst: str, expected: int, progress: Optional[ProgressCallback]) -> Tuple[int, str]:
@@ -128,13 +134,14 @@ def _download(zone: Zone, src: str, dst: str, expected: int, progress: Optional[
     return done, h.hexdigest()
 
 
-def load_message(path: str, size: int, new: ObjectList) -> str:
+def load_message(path: str, size: int, new: ObjectList, zone_label: Optional[str] = None) -> str:
+    where = "iRODS" if zone_label is None else "iRODS zone '{}'".format(zone_label)
     if not new:
-        return ("Loaded {} ({}) from iRODS, but no new OMERO objects could be identified; look for recently "
-                "imported images in your orphaned images.".format(path, human_bytes(size)))
+        return ("Loaded {} ({}) from {}, but no new OMERO objects could be identified; look for recently "
+                "imported images in your orphaned images.".format(path, human_bytes(size), where))
     parts = []
     for otype in ("Project", "Dataset", "Screen", "Plate", "Image"):
         ids = [str(i) for t, i in new if t == otype]
         if ids:
             parts.append("{} {}".format(otype, ", ".join(ids)))
-    return "Loaded {} ({}) from iRODS as NEW objects: {}.".format(path, human_bytes(size), "; ".join(parts))
+    return "Loaded {} ({}) from {} as NEW objects: {}.".format(path, human_bytes(size), where, "; ".join(parts))

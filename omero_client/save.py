@@ -9,6 +9,13 @@ writes back and explains it to the researcher.
 Local disk: the packet folder only (about 1x the data). The tar is streamed
 into iRODS while it is made (omero_client.upload), and the folder is removed
 as soon as the upload is done, whatever happened.
+
+While the archive streams, the drop's landing record carries the status
+``uploading`` (with a reason saying what a leftover means); it is removed just
+before the manifest is written, because the server's PEP schedules only a drop
+whose record has no status yet. So an upload cut off midway (the zone went
+down, the connection broke) is removed, or, when even the removal fails, left
+marked ``uploading``: never processed, and plainly a leftover to the facility.
 """
 
 from __future__ import annotations
@@ -26,14 +33,15 @@ from omero_client.progress import ProgressCallback, human_bytes, terminal_progre
 from omero_client.snapshots import IN_PROGRESS, DropStatus, drop_status
 from omero_client.upload import stream_folder_as_tar
 from policy import vocabulary as V
-from policy.errors import IrodsError
+from policy.errors import IrodsError, NotFound
 from policy.manifest import MANIFEST_NAME, Who, build_manifest, manifest_to_json, new_drop_id
-from policy.zone import Zone
+from policy.zone import MetaOp, Zone
 
 log = logging.getLogger("omero_snapshots.omero_client")
 
 ARCHIVE_NAME = "transfer.tar"
 PACKET_DIR = "packet"  # no extension: omero-cli-transfer then leaves a folder, not an archive
+UPLOADING = "uploading"  # the landing record's status while OMERO streams the archive (never seen by the server)
 
 
 @dataclass
@@ -106,13 +114,15 @@ def _manifest(drop_id: str, who: Who, objects: ObjectList, label: Optional[str],
 
 def save(zone: Zone, landing: str, who: Who, objects: ObjectList, packer: Packer, label: Optional[str] = None,
          workdir: Optional[str] = None, progress: Optional[ProgressCallback] = None, poll: Optional[Poll] = None,
-         drop_id: Optional[str] = None) -> SaveResult:
+         drop_id: Optional[str] = None, zone_label: Optional[str] = None) -> SaveResult:
     """Save ``objects`` as one snapshot; return the outcome with a message for the researcher.
 
     Raises SaveError (or ValueError for a bad selection/label) when nothing
     reached the server; any verdict of the server, refusals included, is a
-    SaveResult.
+    SaveResult. ``zone_label`` (several zones, omero_client.zones) puts the
+    zone's name into every message, so a researcher knows which zone to ask about.
     """
+    where = _where(zone_label)
     poll = poll or Poll()
     drop_id = drop_id or new_drop_id()
     object_spec(objects)  # one type, valid ids: fail before packing, which is the expensive part
@@ -129,12 +139,12 @@ def save(zone: Zone, landing: str, who: Who, objects: ObjectList, packer: Packer
         packer.pack(objects, folder)
         timings["pack"] = time.monotonic() - t0
         if not os.path.isdir(folder):
-            raise SaveError("packing produced no packet folder; nothing was sent to iRODS")
+            raise SaveError("packing produced no packet folder; nothing was sent to {}".format(where))
         peak = folder_bytes(folder)
         t0 = time.monotonic()
-        size, sha256 = _upload(zone, drop, folder, progress)
+        size, sha256 = _upload(zone, drop, folder, progress, where)
         manifest = _manifest(drop_id, who, objects, label, size, sha256, packer)
-        _write_new(zone, drop + "/" + MANIFEST_NAME, manifest_to_json(manifest))
+        _write_manifest(zone, drop, manifest_to_json(manifest), where)
         timings["upload"] = time.monotonic() - t0
     finally:
         if bar is not None:
@@ -142,54 +152,141 @@ def save(zone: Zone, landing: str, who: Who, objects: ObjectList, packer: Packer
         shutil.rmtree(scratch, ignore_errors=True)
     log.info("drop %s uploaded (%s), waiting for the server", drop_id, human_bytes(size))
     t0 = time.monotonic()
-    status, polls = wait_for_verdict(zone, landing, drop_id, poll)
+    try:
+        status, polls = wait_for_verdict(zone, landing, drop_id, poll)
+    except Exception as e:
+        if not _zone_failure(e):
+            raise
+        # Uploaded and committed: the server has it, only reading its verdict failed.
+        status, polls = DropStatus(drop_id, "unknown", "its status could not be read ({})".format(_name(e)), None,
+                                   None, landing + "/" + drop_id), 0
     timings["wait"] = time.monotonic() - t0
     return SaveResult(drop_id=drop_id, status=status.status, reason=status.reason, snapshot=status.snapshot,
                       irods_user=status.irods_user, location=status.location, refusal_rule=status.refusal_rule,
                       archive_size=size, archive_sha256=sha256, scratch_peak_bytes=peak,
-                      message=save_message(status, who, size, landing), polls=polls, timings=timings)
+                      message=save_message(status, who, size, landing, zone_label), polls=polls, timings=timings)
 
 
-def _upload(zone: Zone, drop: str, folder: str, progress: Optional[ProgressCallback]) -> Tuple[int, str]:
-    """Create the drop and stream the archive into it; on failure remove what we wrote (no manifest yet)."""
+def _where(zone_label: Optional[str]) -> str:
+    return "iRODS" if zone_label is None else "iRODS zone '{}'".format(zone_label)
+
+
+def _zone_failure(e: BaseException) -> bool:
+    """An iRODS error, typed (IrodsError) or raw from python-irodsclient (connection, authentication)."""
+    return isinstance(e, IrodsError) or type(e).__module__.split(".")[0] == "irods"
+
+
+def _name(e: BaseException) -> str:
+    return e.name if isinstance(e, IrodsError) else type(e).__name__
+
+
+def uploading_reason() -> str:
+    """What a landing record marked ``uploading`` means, for whoever finds it (imeta, the CLI's status)."""
+    return ("OMERO started uploading this drop at {}; there is no manifest.json yet. If this status stays, the upload "
+            "was interrupted: nothing here will be processed, and the iRODS facility may remove the drop".format(
+                time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())))
+
+
+def _upload(zone: Zone, drop: str, folder: str, progress: Optional[ProgressCallback],
+            where: str = "iRODS") -> Tuple[int, str]:
+    """Create the drop, mark it ``uploading``, stream the archive, unmark; on failure remove what we wrote."""
     try:
         zone.create_collection(drop)
     except IrodsError as e:
-        raise SaveError("could not create the drop {} in iRODS ({}); ask the facility whether the OMERO "
-                        "service account can write to its landing collection".format(drop, e.name)) from None
+        raise SaveError("could not create the drop {} in {} ({}); ask the facility whether the OMERO "
+                        "service account can write to its landing collection".format(drop, where, e.name)) from None
     target = drop + "/" + ARCHIVE_NAME
+    reason = uploading_reason()
+    marked = False
     try:
+        zone.apply_metadata(drop, [MetaOp("add", V.STATUS, UPLOADING), MetaOp("add", V.REASON, reason)])
+        marked = True
         writer = zone.open_new(target)
         try:
-            return stream_folder_as_tar(folder, writer, progress)
+            result = stream_folder_as_tar(folder, writer, progress)
         finally:
             writer.close()
+        # The server's PEP schedules a drop only while its landing record has no status: unmark before the manifest.
+        zone.apply_metadata(drop, [MetaOp("remove", V.STATUS, UPLOADING), MetaOp("remove", V.REASON, reason)])
+        return result
     except BaseException as e:
-        _cleanup(zone, drop, target)
-        if isinstance(e, IrodsError):
-            raise SaveError("the upload to iRODS failed ({}); nothing was saved, try again".format(e.name)) from None
+        left = _cleanup(zone, drop, [target])
+        if _zone_failure(e):
+            raise SaveError(_failed_upload_message(where, _name(e), drop, left, marked)) from None
         raise
 
 
-def _write_new(zone: Zone, path: str, data: bytes) -> None:
+def _failed_upload_message(where: str, error: str, drop: str, left: List[str], marked: bool) -> str:
+    head = "the upload to {} failed ({}); nothing was saved".format(where, error)
+    if not left:
+        return head + " and the partial upload was removed: try again"
+    drop_id = drop.rsplit("/", 1)[-1]
+    state = "it is marked '{}' and ".format(UPLOADING) if marked else "it "
+    return ("{}. The partial drop {} could not be removed: {}has no manifest, so the server will never process it; "
+            "the facility may remove it (quote drop {}). Try again later".format(head, drop, state, drop_id))
+
+
+def _write_manifest(zone: Zone, drop: str, data: bytes, where: str = "iRODS") -> None:
+    """Write the manifest LAST; if that fails, leave no archive behind that nobody will ever process."""
+    path = drop + "/" + MANIFEST_NAME
     try:
         writer = zone.open_new(path)
         try:
             writer.write(data)
         finally:
             writer.close()
-    except IrodsError as e:
-        raise SaveError("the archive reached iRODS but its manifest could not be written ({}); the server will "
-                        "not process the drop: try again".format(e.name)) from None
+        return
+    except Exception as e:
+        if not _zone_failure(e):
+            raise
+        error = _name(e)
+    drop_id = drop.rsplit("/", 1)[-1]
+    try:
+        zone.stat(path)
+        present = True
+    except NotFound:
+        present = False
+    except Exception:
+        present = None  # the zone stopped answering
+    if present:
+        raise SaveError("the manifest's upload to {} reported an error ({}), but the manifest is there: the server "
+                        "may still process drop {}; check 'List iRODS Snapshots' before saving again".format(
+                            where, error, drop_id))
+    left = _cleanup(zone, drop, [drop + "/" + ARCHIVE_NAME, path]) if present is False else [drop]
+    if not left:
+        raise SaveError("the archive reached {} but its manifest could not be written ({}); the partial drop was "
+                        "removed and nothing was saved: try again".format(where, error))
+    raise SaveError("the archive reached {} but its manifest could not be written ({}), and the drop {} could not be "
+                    "removed: it may hold an archive without a manifest, which the server never processes; the "
+                    "facility may remove it (quote drop {}). Try again later".format(where, error, drop, drop_id))
 
 
-def _cleanup(zone: Zone, drop: str, target: str) -> None:
-    """Best effort: a drop without a manifest is never processed, but it should not linger either."""
-    for action, path in ((zone.remove_object, target), (zone.remove_collection, drop)):
+def _cleanup(zone: Zone, drop: str, objects: Sequence[str]) -> List[str]:
+    """Best effort: a drop without a manifest is never processed, but it should not linger either.
+
+    Returns what could not be removed (a zone that went down refuses everything).
+    """
+    left: List[str] = []
+    for path in objects:
         try:
-            action(path)
-        except IrodsError:
+            zone.remove_object(path)
+        except NotFound:
+            pass
+        except Exception as e:
+            if not _zone_failure(e):
+                raise
             log.warning("could not remove %s after a failed upload", path)
+            left.append(path)
+    try:
+        zone.remove_collection(drop)
+    except NotFound:
+        pass
+    except Exception as e:
+        if not _zone_failure(e):
+            raise
+        log.warning("could not remove %s after a failed upload", drop)
+        left.append(drop)
+    return left
 
 
 def wait_for_verdict(zone: Zone, landing: str, drop_id: str, poll: Poll) -> Tuple[DropStatus, int]:
@@ -225,28 +322,29 @@ def _advice(status: DropStatus, who: Who) -> str:
     return "Tell the iRODS facility."
 
 
-def save_message(status: DropStatus, who: Who, size: int, landing: str) -> str:
+def save_message(status: DropStatus, who: Who, size: int, landing: str, zone_label: Optional[str] = None) -> str:
     """What happened, where the data is, and what to do next, in words a researcher can act on."""
     ref = "drop {}".format(status.drop_id)
+    where = _where(zone_label)
     if status.status in (V.PLACED_STATE, V.COMPLETE):
         done = "complete" if status.status == V.COMPLETE else "placed (the archive is stored; it is not unpacked)"
-        return ("Saved to iRODS: {}\nOwner: iRODS user '{}'. Status: {}. Archive: {}.\n"
+        return ("Saved to {}: {}\nOwner: iRODS user '{}'. Status: {}. Archive: {}.\n"
                 "It is listed by 'List iRODS Snapshots' and can be loaded back with 'Load from iRODS'.".format(
-                    status.snapshot, status.irods_user, done, human_bytes(size)))
+                    where, status.snapshot, status.irods_user, done, human_bytes(size)))
     if status.status == V.FAILED:
-        return ("Saved to iRODS, but the server could not unpack it: {}\nSnapshot: {} (owner: iRODS user '{}'); "
+        return ("Saved to {}, but the server could not unpack it: {}\nSnapshot: {} (owner: iRODS user '{}'); "
                 "the archive itself is intact and can still be loaded back.\nTell the iRODS facility ({}).".format(
-                    status.reason or "no reason given", status.snapshot, status.irods_user, ref))
+                    where, status.reason or "no reason given", status.snapshot, status.irods_user, ref))
     if status.status == V.QUARANTINED:
-        return ("Not saved: iRODS refused the snapshot (quarantined).\nWhy: {}\n{}\nThe upload is kept intact at {} "
-                "for the facility; quote {}.".format(status.reason or "no reason given", _advice(status, who),
+        return ("Not saved: {} refused the snapshot (quarantined).\nWhy: {}\n{}\nThe upload is kept intact at {} "
+                "for the facility; quote {}.".format(where, status.reason or "no reason given", _advice(status, who),
                                                       status.location, ref))
     if status.status == V.UNPACKING:
-        return ("Saved to iRODS: {}\nOwner: iRODS user '{}'. The server is still unpacking it; 'List iRODS "
-                "Snapshots' shows when it is complete.".format(status.snapshot, status.irods_user))
+        return ("Saved to {}: {}\nOwner: iRODS user '{}'. The server is still unpacking it; 'List iRODS "
+                "Snapshots' shows when it is complete.".format(where, status.snapshot, status.irods_user))
     if status.status in IN_PROGRESS:
-        return ("Uploaded ({}), and iRODS has not finished with it yet (status: {}). 'List iRODS Snapshots' will show "
+        return ("Uploaded ({}), and {} has not finished with it yet (status: {}). 'List iRODS Snapshots' will show "
                 "it once it is placed; if it never appears, tell the iRODS facility ({} in {}).".format(
-                    human_bytes(size), status.status, ref, landing))
-    return ("Uploaded ({}), but iRODS reports status '{}'{}. Tell the iRODS facility ({} in {}).".format(
-        human_bytes(size), status.status, ": " + status.reason if status.reason else "", ref, landing))
+                    human_bytes(size), where, status.status, ref, landing))
+    return ("Uploaded ({}), but {} reports status '{}'{}. Tell the iRODS facility ({} in {}).".format(
+        human_bytes(size), where, status.status, ": " + status.reason if status.reason else "", ref, landing))

@@ -8,7 +8,9 @@ path from inputs to the researcher's message runs in the tests with fakes.
 
 Nothing here takes a credential, host or iRODS path from the researcher: the
 service account, the landing collection and the server name come from
-omero_client.settings alone.
+omero_client.settings alone, per zone when the facility configured several
+(omero_client.zones: Save writes to the one zone the routing picks, List and
+Load look in every zone the user is routed to).
 """
 
 from __future__ import annotations
@@ -16,14 +18,25 @@ from __future__ import annotations
 import logging
 import sys
 import traceback
-from typing import Any, Callable, Dict, Optional, TextIO
+from contextlib import contextmanager
+from typing import Any, Callable, Dict, Iterator, List, Optional, TextIO
 
 from omero_client.load import LoadRefused, load
 from omero_client.pack import CliTransferPacker, CliTransferUnpacker, ObjectList, Packer, PackError, Unpacker
 from omero_client.progress import ProgressLog
 from omero_client.save import Poll, SaveError, save
 from omero_client.settings import Settings, SettingsError, load_settings
-from omero_client.snapshots import counts_by_status, format_listing, snapshots_of
+from omero_client.snapshots import counts_by_status, format_listing
+from omero_client.zones import (
+    ZoneEntry,
+    ZoneSet,
+    ZoneUnavailable,
+    describe,
+    is_zone_failure,
+    list_across,
+    open_zone_set,
+    resolve_snapshot_zone,
+)
 from policy.errors import IrodsError
 from policy.manifest import ManifestError, Who
 
@@ -31,7 +44,7 @@ log = logging.getLogger("omero_snapshots.omero_client")
 
 MESSAGE_LIST_LIMIT = 20
 # Failures whose message is written for the researcher: shown as is, no traceback.
-EXPECTED_ERRORS = (SettingsError, SaveError, LoadRefused, PackError, ManifestError, ValueError)
+EXPECTED_ERRORS = (SettingsError, SaveError, LoadRefused, PackError, ManifestError, ValueError, ZoneUnavailable)
 
 
 def identity(conn: Any, server_name: str) -> Who:
@@ -50,77 +63,156 @@ def selection(inputs: Dict[str, Any]) -> ObjectList:
     return [(str(dtype), int(i)) for i in ids]
 
 
-def _zone(settings: Settings, zone: Any) -> Any:
-    return zone if zone is not None else settings.open_zone()
+def member_groups(conn: Any) -> List[str]:
+    """The current group first, then every other group the user is a member of (BlitzGateway's list).
+
+    List and Load look in every zone any of these groups routes the user to; if
+    OMERO cannot say (an old gateway, a failure), the current group alone.
+    """
+    names = [str(conn.getEventContext().groupName)]
+    getter = getattr(conn, "getGroupsMemberOf", None)
+    if getter is not None:
+        try:
+            for group in getter():
+                name = str(group.getName())
+                if name not in names:
+                    names.append(name)
+        except Exception as e:  # the current group still gives an answer
+            log.warning("could not read the user's OMERO groups (%s); using the current group only", e)
+    return names
 
 
-def _close(zone: Any, owned: bool) -> None:
-    if owned and hasattr(zone, "close"):
-        zone.close()
+def _zone_set(settings: Optional[Settings], zone: Any, zones: Optional[ZoneSet]) -> ZoneSet:
+    """What the task works with: given zones, the given single zone/settings (tests), or the files on the server."""
+    if zones is not None:
+        return zones
+    if settings is not None or zone is not None:
+        return ZoneSet.single(settings or load_settings(), zone)
+    return open_zone_set()
+
+
+@contextmanager
+def _naming(zones: ZoneSet, entry: ZoneEntry) -> Iterator[None]:
+    """Whatever goes wrong in one zone says which zone it was (a researcher can only report what they see)."""
+    try:
+        yield
+    except ZoneUnavailable:
+        raise
+    except LoadRefused as e:  # (save's own messages already name the zone)
+        if not zones.multi:
+            raise
+        raise LoadRefused("iRODS zone '{}': {}".format(entry.name, e)) from None
+    except Exception as e:
+        if isinstance(e, OSError) or not is_zone_failure(e):
+            raise  # a local problem (scratch disk, packer), not the zone's
+        raise ZoneUnavailable(entry.name, "the work was cut short ({})".format(describe(e))) from None
 
 
 def save_task(client: Any, conn: Any, settings: Optional[Settings] = None, zone: Any = None,
-              packer: Optional[Packer] = None, out: Optional[TextIO] = None, poll: Optional[Poll] = None) -> str:
+              packer: Optional[Packer] = None, out: Optional[TextIO] = None, poll: Optional[Poll] = None,
+              zones: Optional[ZoneSet] = None) -> str:
+    """Save to the ONE zone the routing picks for this user and group (the only zone written to)."""
     inputs = client.getInputs(unwrap=True)
-    settings = settings or load_settings()
-    objects = selection(inputs)
-    who = identity(conn, settings.server_name)
-    label = inputs.get("Label") or None
-    owned = zone is None
-    zone = _zone(settings, zone)
+    zs = _zone_set(settings, zone, zones)
     try:
-        result = save(zone, settings.landing, who, objects, packer or CliTransferPacker(client), label=label,
-                      workdir=settings.workdir, progress=ProgressLog(out or sys.stdout),
-                      poll=poll or Poll(timeout=settings.poll_seconds))
+        objects = selection(inputs)
+        ec = conn.getEventContext()
+        entry, why = zs.config.route_with_reason(str(ec.userName), str(ec.groupName))
+        zone_settings = zs.settings(entry)
+        who = identity(conn, zone_settings.server_name)
+        label = inputs.get("Label") or None
+        target = zs.open(entry)  # probes the zone before anything is packed for it
+        with _naming(zs, entry):
+            result = save(target, zone_settings.landing, who, objects, packer or CliTransferPacker(client),
+                          label=label, workdir=zone_settings.workdir, progress=ProgressLog(out or sys.stdout),
+                          poll=poll or Poll(timeout=zone_settings.poll_seconds),
+                          zone_label=entry.name if zs.multi else None)
     finally:
-        _close(zone, owned)
-    print(result.message, file=out or sys.stdout)
-    return result.message
+        zs.close()
+    message = result.message
+    if zs.multi:
+        message += "\n(iRODS zone '{}' was chosen as {}.)".format(entry.name, why)
+    print(message, file=out or sys.stdout)
+    return message
 
 
 def list_task(client: Any, conn: Any, settings: Optional[Settings] = None, zone: Any = None,
-              out: Optional[TextIO] = None) -> str:
-    settings = settings or load_settings()
-    who = identity(conn, settings.server_name)
-    owned = zone is None
-    zone = _zone(settings, zone)
+              out: Optional[TextIO] = None, zones: Optional[ZoneSet] = None) -> str:
+    """The user's snapshots in every zone they are routed to; a zone that cannot be read is named, not fatal."""
+    zs = _zone_set(settings, zone, zones)
     try:
-        snaps = snapshots_of(zone, settings.landing, who.omero_user, who.omero_server)
+        ec = conn.getEventContext()
+        user = str(ec.userName)
+        entries = zs.config.zones_for(user, member_groups(conn) if zs.multi else [str(ec.groupName)])
+        found, down = list_across(zs, entries, user)
+        if not zs.multi:
+            if down:
+                raise down[0]
+            server_name = zs.settings(entries[0]).server_name
     finally:
-        _close(zone, owned)
-    print(format_listing(snaps), file=out or sys.stdout)
+        zs.close()
+    snaps = [z.snapshot for z in found]
+    labels = [z.zone for z in found] if zs.multi else None
+    print(format_listing(snaps, zones=labels), file=out or sys.stdout)
+    if not zs.multi:
+        if not snaps:
+            return "No snapshots saved from OMERO yet by {} on {}.".format(user, server_name)
+        counts = ", ".join("{} {}".format(n, s) for s, n in sorted(counts_by_status(snaps).items()))
+        head = "{} snapshot{} saved by {} on {} ({}), newest first; load one with 'Load from iRODS' by its number " \
+               "or path:".format(len(snaps), "" if len(snaps) == 1 else "s", user, server_name, counts)
+        return head + "\n" + format_listing(snaps, limit=MESSAGE_LIST_LIMIT)
+    names = ", ".join(e.name for e in entries)
+    notes = "".join("\nNot listed: {}".format(e) for e in down)
     if not snaps:
-        return "No snapshots saved from OMERO yet by {} on {}.".format(who.omero_user, who.omero_server)
+        return "No snapshots saved from OMERO yet by {} in iRODS zone{} {}.{}".format(
+            user, "" if len(entries) == 1 else "s", names, notes)
     counts = ", ".join("{} {}".format(n, s) for s, n in sorted(counts_by_status(snaps).items()))
-    head = "{} snapshot{} saved by {} on {} ({}), newest first; load one with 'Load from iRODS' by its number or " \
-           "path:".format(len(snaps), "" if len(snaps) == 1 else "s", who.omero_user, who.omero_server, counts)
-    return head + "\n" + format_listing(snaps, limit=MESSAGE_LIST_LIMIT)
+    head = "{} snapshot{} saved by {} in iRODS zone{} {} ({}), newest first; load one with 'Load from iRODS' by its " \
+           "number or as shown (zone: path):".format(len(snaps), "" if len(snaps) == 1 else "s", user,
+                                                     "" if len(entries) == 1 else "s", names, counts)
+    return head + "\n" + format_listing(snaps, limit=MESSAGE_LIST_LIMIT, zones=labels) + notes
 
 
 def load_task(client: Any, conn: Any, settings: Optional[Settings] = None, zone: Any = None,
-              unpacker: Optional[Unpacker] = None, out: Optional[TextIO] = None) -> str:
+              unpacker: Optional[Unpacker] = None, out: Optional[TextIO] = None,
+              zones: Optional[ZoneSet] = None) -> str:
+    """Load (zone, snapshot): the zone from the reference or List's number, then the checks of omero_client.load."""
     inputs = client.getInputs(unwrap=True)
-    settings = settings or load_settings()
-    who = identity(conn, settings.server_name)
-    owned = zone is None
-    zone = _zone(settings, zone)
+    zs = _zone_set(settings, zone, zones)
     try:
-        path = (inputs.get("Snapshot") or "").strip()
+        ec = conn.getEventContext()
+        user = str(ec.userName)
+        entries = zs.config.zones_for(user, member_groups(conn) if zs.multi else [str(ec.groupName)])
+        ref = (inputs.get("Snapshot") or "").strip()
         index = inputs.get("Snapshot_Index")
-        if not path:
+        if ref:
+            entry, path = resolve_snapshot_zone(zs, entries, ref)
+        else:
             if not index:
                 raise ValueError("give the Snapshot path or its Snapshot_Index (the number 'List iRODS Snapshots' "
                                  "shows)")
-            snaps = snapshots_of(zone, settings.landing, who.omero_user, who.omero_server)
-            if not 1 <= int(index) <= len(snaps):
+            found, down = list_across(zs, entries, user)
+            if down and not zs.multi:
+                raise down[0]
+            if down:
+                raise LoadRefused("snapshot numbers cannot be trusted while {} cannot be listed ({}); give the "
+                                  "Snapshot as 'List iRODS Snapshots' shows it (zone: path) instead".format(
+                                      ", ".join("iRODS zone '{}'".format(e.zone) for e in down),
+                                      "; ".join(e.detail for e in down)))
+            if not 1 <= int(index) <= len(found):
                 raise ValueError("there is no snapshot number {}: you have {} (run 'List iRODS Snapshots')".format(
-                    index, len(snaps)))
-            path = snaps[int(index) - 1].path
-        result = load(zone, path, who.omero_user, who.omero_server, unpacker or CliTransferUnpacker(client),
-                      settings.workdir, landing=settings.landing, progress=ProgressLog(out or sys.stdout,
-                                                                                      what="downloaded"))
+                    index, len(found)))
+            chosen = found[int(index) - 1]
+            entry, path = zs.config.entry(chosen.zone), chosen.snapshot.path
+        zone_settings = zs.settings(entry)
+        target = zs.open(entry)
+        with _naming(zs, entry):
+            result = load(target, path, user, zone_settings.server_name, unpacker or CliTransferUnpacker(client),
+                          zone_settings.workdir, landing=zone_settings.landing,
+                          progress=ProgressLog(out or sys.stdout, what="downloaded"),
+                          zone_label=entry.name if zs.multi else None)
     finally:
-        _close(zone, owned)
+        zs.close()
     print(result.message, file=out or sys.stdout)
     return result.message
 

@@ -30,7 +30,7 @@ import re
 import socket
 import stat
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 ENV_FILE_VAR = "OMERO_IRODS_ENVIRONMENT_FILE"
@@ -85,11 +85,13 @@ class Settings:
         return PrcZone(iRODSSession(**kwargs), self.zone_name)
 
 
-def check_private(path: str, what: str = "file") -> None:
+def check_private(path: str, what: str = "file",
+                  holds: str = "it holds the service account's identity") -> None:
     """Refuse a credentials file that other OS users could read or change.
 
     Readable: they could take the service account's identity. Writable: they
     could point OMERO at a server of their own. Either way, stop and say how to fix it.
+    ``holds`` says why this file matters (the zones file routes saves rather than holding a secret).
     """
     try:
         st = os.stat(path)
@@ -98,8 +100,8 @@ def check_private(path: str, what: str = "file") -> None:
     mode = stat.S_IMODE(st.st_mode)
     if mode & 0o066:
         raise SettingsError(
-            "the iRODS {} {} is accessible to group/other (mode {:04o}); it holds the service account's "
-            "identity and must be private to the OS user OMERO runs as: chmod 600 {}".format(what, path, mode, path))
+            "the iRODS {} {} is accessible to group/other (mode {:04o}); {} and must be private to the OS "
+            "user OMERO runs as: chmod 600 {}".format(what, path, mode, holds, path))
 
 
 def candidate_env_files(environ: Mapping[str, str]) -> List[str]:
@@ -176,9 +178,35 @@ def _auth_file(doc: Dict[str, Any], env: Mapping[str, str], env_file: str) -> Op
     return beside if os.path.exists(beside) else None
 
 
-def _check_landing(landing: Any, zone: str, path: str) -> None:
+def _check_landing(landing: Any, zone: str, path: str, key: str = LANDING_KEY) -> None:
     ok = isinstance(landing, str) and landing.startswith("/{}/".format(zone)) and not landing.endswith("/")
     parts: Tuple[str, ...] = tuple(landing.split("/")[1:]) if isinstance(landing, str) else ()
     if not ok or any(p in ("", ".", "..") for p in parts):
         raise SettingsError("{} in {} must be an absolute collection path inside zone {!r}, not {!r}".format(
-            LANDING_KEY, path, zone, landing))
+            key, path, zone, landing))
+
+
+def load_zone_settings(env_file: str, environ: Optional[Mapping[str, str]] = None, hostname: Optional[str] = None,
+                       landing: Optional[str] = None, server_name: Optional[str] = None) -> Settings:
+    """Settings for one zone of a zones file (omero_client.zones), from that zone's own environment file.
+
+    Same checks as ``load_settings``, with two differences that keep zones apart:
+    ``$IRODS_AUTHENTICATION_FILE`` is ignored and the ``.irodsA`` must be found
+    through the zone's own file (beside it, or its ``irods_authentication_file``),
+    because python-irodsclient's fallback ``~/.irods/.irodsA`` would silently sign
+    in to one zone with another zone's password; and the zones file's ``landing``
+    and ``server_name`` (when given) win over the environment file's keys.
+    """
+    env = dict(os.environ if environ is None else environ)
+    env.pop(AUTH_FILE_VAR, None)
+    env[ENV_FILE_VAR] = env_file
+    if server_name:
+        env[SERVER_NAME_VAR] = server_name
+    settings = load_settings(env, hostname)
+    if settings.auth_file is None or not os.path.exists(settings.auth_file):
+        raise SettingsError("no .irodsA for the service account of {}: write it beside that file (see docs/omero.md)"
+                            .format(env_file))
+    if landing is not None:
+        _check_landing(landing, settings.zone_name, "the zones file's entry for " + env_file, key="landing")
+        settings = replace(settings, landing=landing)
+    return settings

@@ -137,8 +137,14 @@ def short_time(iso: str) -> str:
     return iso or "?"
 
 
-def format_listing(snaps: Sequence[SnapshotInfo], limit: Optional[int] = None) -> str:
-    """A numbered table (the numbers are what Load's Snapshot_Index takes) with each snapshot's path."""
+def format_listing(snaps: Sequence[SnapshotInfo], limit: Optional[int] = None,
+                   zones: Optional[Sequence[str]] = None) -> str:
+    """A numbered table (the numbers are what Load's Snapshot_Index takes) with each snapshot's path.
+
+    ``zones`` (one zone label per snapshot, several zones configured) prefixes
+    each path with its zone as ``labZone: /labZone/home/...``, which is also
+    what Load's Snapshot parameter accepts as it is.
+    """
     if not snaps:
         return "No snapshots saved from OMERO yet."
     shown = snaps if limit is None else snaps[:limit]
@@ -147,7 +153,7 @@ def format_listing(snaps: Sequence[SnapshotInfo], limit: Optional[int] = None) -
         label = s.label or "(no label)"
         lines.append("{:>3}. {}  {:<10} {:>10}  {}".format(i, short_time(s.created), s.status,
                                                          human_bytes(s.archive_size), label))
-        lines.append("     {}".format(s.path))
+        lines.append("     {}{}".format("" if zones is None else zones[i - 1] + ": ", s.path))
     if len(snaps) > len(shown):
         lines.append("... and {} older (see the full list in the Info output)".format(len(snaps) - len(shown)))
     return "\n".join(lines)

@@ -14,7 +14,8 @@ def main():
     client = scripts.client(
         "List_iRODS_Snapshots.py",
         "List the snapshots you saved in iRODS from this OMERO server, newest first, with label, date, size and "
-        "status. The numbers can be given to 'Load from iRODS' as Snapshot_Index.",
+        "status (and the iRODS zone of each, where several are configured). The numbers can be given to 'Load from "
+        "iRODS' as Snapshot_Index.",
         scripts.String("Message", description="Your snapshots, newest first.").out(),
         version="0.1.0",
         authors=["OMERO iRODS snapshots"],

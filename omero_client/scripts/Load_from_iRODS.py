@@ -16,7 +16,8 @@ def main():
         "Load one of your iRODS snapshots back into OMERO. It is imported as NEW objects (existing ones are never "
         "changed). Give the snapshot's path, or its number from 'List iRODS Snapshots'.",
         scripts.String("Snapshot", optional=True, grouping="1",
-                       description="iRODS path of the snapshot, as 'List iRODS Snapshots' shows it."),
+                       description="The snapshot as 'List iRODS Snapshots' shows it: its iRODS path, with its "
+                                   "zone in front ('labZone: /labZone/...') where several zones are configured."),
         scripts.Long("Snapshot_Index", optional=True, grouping="2", min=rlong(1),
                      description="Or: the snapshot's number in 'List iRODS Snapshots' (1 = newest)."),
         scripts.String("Message", description="The new OMERO objects, or why the snapshot cannot be loaded.").out(),
