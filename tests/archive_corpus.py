@@ -532,3 +532,243 @@ VALID: Dict[str, Callable[[], Case]] = {
     "zip_symlink": zip_symlink,
     "nfd_pax": nfd_pax_tar,
 }
+
+
+# --------------------------------------------------------------------------- issue 6 additions
+# Appended for the robustness suite (tests/test_trust_boundary.py runs every case through the whole pipeline on
+# both unpack paths). Header blocks are built one by one so that a long name can be given in a GNU
+# ././@LongLink record or a pax record while the header's own name says something else.
+
+
+def _header_block(ti: tarfile.TarInfo, fmt: int) -> bytes:
+    """Exactly one 512-byte header for ti (tarfile's own tobuf() would add its long-name records)."""
+    return ti._create_header(ti.get_info(), fmt, "utf-8", "surrogateescape")  # type: ignore[attr-defined]
+
+
+def _padded(data: bytes) -> bytes:
+    return data + bytes((-len(data)) % 512)
+
+
+def _member(name: str, content: bytes, fmt: int = tarfile.GNU_FORMAT, kind: bytes = tarfile.REGTYPE) -> bytes:
+    ti = _info(name, kind=kind, size=len(content))
+    return _header_block(ti, fmt) + _padded(content)
+
+
+def _longlink(name: bytes) -> bytes:
+    """A GNU long-name record (type 'L', named ././@LongLink) announcing the next member's real name."""
+    data = name + b"\0"
+    ti = _info("././@LongLink", kind=tarfile.GNUTYPE_LONGNAME, size=len(data))
+    return _header_block(ti, tarfile.GNU_FORMAT) + _padded(data)
+
+
+def _pax_path(path: str) -> bytes:
+    """A pax extended header (type 'x') whose path record overrides the next header's name."""
+    body = " path={}\n".format(path).encode("utf-8")
+    n = len(body) + 1
+    while len(str(n).encode()) + len(body) != n:
+        n = len(str(n).encode()) + len(body)
+    rec = str(n).encode() + body
+    ti = _info("PaxHeaders.0/x", kind=tarfile.XHDTYPE, size=len(rec))
+    return _header_block(ti, tarfile.USTAR_FORMAT) + _padded(rec)
+
+
+_TAR_END = bytes(1024)
+
+
+def longlink_traversal_tar() -> Case:
+    """The header says 'harmless.txt'; the GNU long name in front of it says '../../etc/evil'."""
+    return _longlink(b"../../etc/evil") + _member("harmless.txt", b"x") + _TAR_END, "parent_reference"
+
+
+def longlink_absolute_tar() -> Case:
+    return _longlink(b"/etc/evil") + _member("harmless.txt", b"x") + _TAR_END, "absolute_path"
+
+
+def longlink_last_wins_tar() -> Case:
+    """Two long-name records in a row: libarchive takes the last one (Python's tarfile the first)."""
+    return (_longlink(b"safe/name.txt") + _longlink(b"../evil.txt") + _member("harmless.txt", b"x") + _TAR_END,
+            "parent_reference")
+
+
+def longlink_dangling_tar() -> Case:
+    """A long-name record with no member after it: the archive is damaged."""
+    return _longlink(b"a" * 300) + _TAR_END, "unreadable"
+
+
+def pax_path_traversal_tar() -> Case:
+    """The ustar name is harmless, the pax 'path' record that overrides it is not."""
+    return _pax_path("../../evil.txt") + _member("harmless.txt", b"x", tarfile.USTAR_FORMAT) + _TAR_END, \
+        "parent_reference"
+
+
+def implicit_dir_then_file_tar() -> Case:
+    """'a' becomes a collection through 'a/b', then a file 'a' arrives."""
+    return build_tar([("./a/b", b"x"), ("./a", b"file named like the directory")]), "duplicate_name"
+
+
+def nested_dir_then_file_tar() -> Case:
+    return build_tar([("./x/y/", None), ("./x/y/z", b"z"), ("./x/y", b"file named like the directory")]), \
+        "duplicate_name"
+
+
+def zip_duplicate_names() -> Case:
+    """Two entries of one name (local headers and central directory agree): which one would unzip keep?"""
+    return raw_zip([{"name": b"a.txt", "data": b"first"}, {"name": b"a.txt", "data": b"second"}]), "duplicate_name"
+
+
+def zip_dir_then_file() -> Case:
+    return raw_zip([{"name": b"a/", "data": b""}, {"name": b"a", "data": b"file named like the directory"}]), \
+        "duplicate_name"
+
+
+def _zip64_entry(name: bytes, data: bytes, usize: Optional[int] = None) -> Tuple[bytes, bytes]:
+    """A stored entry whose sizes live only in the zip64 extra field (0xFFFFFFFF in the header)."""
+    declared = len(data) if usize is None else usize
+    crc = zlib.crc32(data)
+    extra = struct.pack("<HHQQ", 1, 16, declared, len(data))
+    local = struct.pack("<IHHHHHIIIHH", 0x04034B50, 45, 0, 0, 0, 0x21, crc, 0xFFFFFFFF, 0xFFFFFFFF, len(name),
+                        len(extra)) + name + extra + data
+    cextra = struct.pack("<HHQQQ", 1, 24, declared, len(data), 0)
+    central = struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 0x031E, 45, 0, 0, 0, 0x21, crc, 0xFFFFFFFF, 0xFFFFFFFF,
+                          len(name), len(cextra), 0, 0, 0, 0o100644 << 16, 0xFFFFFFFF) + name + cextra
+    return local, central
+
+
+def _zip64_archive(entries: List[Tuple[bytes, bytes]]) -> bytes:
+    """Entries at offset 0.. with zip64 end-of-central-directory record and locator (one entry: offset 0)."""
+    body = b"".join(local for local, _ in entries)
+    cd = b"".join(central for _, central in entries)
+    z64 = struct.pack("<IQHHIIQQQQ", 0x06064B50, 44, 45, 45, 0, 0, len(entries), len(entries), len(cd), len(body))
+    locator = struct.pack("<IIQI", 0x07064B50, 0, len(body) + len(cd), 1)
+    eocd = struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, 0xFFFF, 0xFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0)
+    return body + cd + z64 + locator + eocd
+
+
+def zip64_size_lie() -> Case:
+    """The zip64 extra field claims 10 bytes, 5 are stored."""
+    return _zip64_archive([_zip64_entry(b"a.txt", b"hello", usize=10)]), "size_mismatch"
+
+
+def zip64_huge_declared() -> Case:
+    """The zip64 extra field claims 2**62 bytes: refused on the declaration, before any byte is written."""
+    return _zip64_archive([_zip64_entry(b"a.txt", b"hello", usize=1 << 62)]), "too_many_bytes"
+
+
+def zip64_forced() -> Case:
+    """A well-formed zip64 entry (zipfile's force_zip64) beside an ordinary one."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        with zf.open("big.bin", "w", force_zip64=True) as member:
+            member.write(payload(5000, 3))
+        zf.writestr("transfer.xml", b"<OME/>")
+    return buf.getvalue(), None
+
+
+def literal_longlink_name_tar() -> Case:
+    """A REGULAR file whose name is '././@LongLink' (pax): just a file called '@LongLink'."""
+    return build_tar([("././@LongLink", b"not a long-name record"), ("./transfer.xml", b"<OME/>")]), None
+
+
+def longlink_embedded_nul_tar() -> Case:
+    """A long name with a NUL inside: everything after the NUL is ignored by every reader ('ok')."""
+    return _longlink(b"ok\0../../evil") + _member("harmless.txt", b"x") + _TAR_END, None
+
+
+def long_gnu_name_tar() -> Case:
+    """A legitimate 150-character name, written by tarfile as a GNU long-name record."""
+    return build_tar([("./" + "d" * 60 + "/" + "n" * 88 + ".tif", b"pixels"), ("./transfer.xml", b"<OME/>")],
+                     fmt=tarfile.GNU_FORMAT), None
+
+
+def empty_tar_gz() -> Case:
+    return gzip.compress(build_tar([]), mtime=0), None
+
+
+def _transfer_xml() -> bytes:
+    import os
+
+    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "transfer.xml"), "rb") as f:
+        return f.read()
+
+
+def transfer_xml_absent_files_tar() -> Case:
+    """The real transfer.xml of the fixture packet, without the image files it describes (incomplete_project-like)."""
+    return build_tar([("./", None), ("./transfer.xml", _transfer_xml())], fmt=tarfile.GNU_FORMAT), None
+
+
+def transfer_xml_absent_files_zip() -> Case:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("transfer.xml", _transfer_xml())
+    return buf.getvalue(), None
+
+
+def case_twin_zip() -> Case:
+    """Refused only when the config asks for case-insensitive names."""
+    return raw_zip([{"name": b"Image.TIF", "data": b"upper"}, {"name": b"image.tif", "data": b"lower"}]), \
+        "duplicate_name"
+
+
+def zip_cd_disagrees_with_local() -> Case:
+    """Local headers say a.txt and b.txt; the central directory says a.txt twice.
+
+    The streaming reader sees only local headers, so the snapshot holds a.txt and b.txt (what the bytes are);
+    a central-directory reader would see a duplicate. Not refused, not a risk: nothing is named twice in iRODS.
+    """
+    local = raw_zip([{"name": b"a.txt", "data": b"first"}, {"name": b"b.txt", "data": b"other"}])
+    central = raw_zip([{"name": b"a.txt", "data": b"first"}, {"name": b"a.txt", "data": b"other"}])
+    cd_offset = struct.unpack("<I", local[-6:-2])[0]  # the same in both: names of equal length
+    return local[:cd_offset] + central[cd_offset:], None
+
+
+HOSTILE.update({
+    "longlink_traversal": longlink_traversal_tar,
+    "longlink_absolute": longlink_absolute_tar,
+    "longlink_last_wins": longlink_last_wins_tar,
+    "longlink_dangling": longlink_dangling_tar,
+    "pax_path_traversal": pax_path_traversal_tar,
+    "implicit_dir_then_file": implicit_dir_then_file_tar,
+    "nested_dir_then_file": nested_dir_then_file_tar,
+    "zip_duplicate_names": zip_duplicate_names,
+    "zip_dir_then_file": zip_dir_then_file,
+    "zip64_size_lie": zip64_size_lie,
+    "zip64_huge_declared": zip64_huge_declared,
+})
+
+VALID.update({
+    "zip64_forced": zip64_forced,
+    "literal_longlink_name": literal_longlink_name_tar,
+    "longlink_embedded_nul": longlink_embedded_nul_tar,
+    "long_gnu_name": long_gnu_name_tar,
+    "empty_tar_gz": empty_tar_gz,
+    "transfer_xml_absent_files": transfer_xml_absent_files_tar,
+    "transfer_xml_absent_files_zip": transfer_xml_absent_files_zip,
+})
+
+def longlink_first_vs_last_tar() -> Case:
+    """Two long-name records: libarchive (the scan, the streaming path, iRODS' own tar plugin) takes the last
+    ('safe/name.txt'); Python's tarfile, which the simulated msiTarFileExtract uses, takes the first
+    ('../evil.txt') and drops it. The fast path must notice the disagreement, never write what the scan did not
+    see: it fails the snapshot (member lists differ) and keeps nothing."""
+    return (_longlink(b"../evil.txt") + _longlink(b"safe/name.txt") + _member("harmless.txt", b"x") + _TAR_END,
+            None)
+
+
+# Cases whose verdict depends on the configuration, or that another reader sees differently. Each: gen, unpack
+# settings, rule (expected refusal or None), members (what an accepted archive unpacks to), fast_disagrees
+# (the simulated native extractor reads it differently: the fast path must fail it cleanly instead).
+CONFIGURED: Dict[str, Dict[str, object]] = {
+    "case_twin_tar_ci": {"gen": case_twin_tar, "unpack": {"case_insensitive_duplicates": True},
+                         "rule": "duplicate_name"},
+    "case_twin_zip_ci": {"gen": case_twin_zip, "unpack": {"case_insensitive_duplicates": True},
+                         "rule": "duplicate_name"},
+    "nfc_twin_tar_ci": {"gen": nfc_twin_tar, "unpack": {"case_insensitive_duplicates": True},
+                        "rule": "duplicate_name"},
+    "case_twin_tar_cs": {"gen": case_twin_tar, "unpack": {"case_insensitive_duplicates": False},
+                         "members": ["Image.TIF", "image.tif"]},
+    "case_twin_zip_cs": {"gen": case_twin_zip, "unpack": {"case_insensitive_duplicates": False},
+                         "members": ["Image.TIF", "image.tif"]},
+    "zip_cd_disagrees_with_local": {"gen": zip_cd_disagrees_with_local, "members": ["a.txt", "b.txt"]},
+    "longlink_first_vs_last": {"gen": longlink_first_vs_last_tar, "members": ["safe/name.txt"],
+                               "fast_disagrees": True},
+}

@@ -14,3 +14,4 @@ from simzone.deploy import SimulatedDeployment
 def dep(tmp_path: Any) -> SimulatedDeployment:
     """A simulated deployment with one enrolled researcher (jdoe -> alice)."""
     return enrolled_deployment(str(tmp_path / "zone"))
+pytest_plugins = ["robustness_report"]
