@@ -344,7 +344,8 @@ def cmd_enrol(args: argparse.Namespace) -> int:
             raise UsageError("iRODS user {!r} does not exist in {}; add --create-user (or: iadmin mkuser {} "
                              "rodsuser)".format(args.irods_user, _where(dep), args.irods_user))
         dep.add_user(args.irods_user)
-    res = _admin_rule(dep, "omero_snapshots_enrol", args.irods_user, args.omero_user, args.omero_server)
+    res = _admin_rule(dep, "omero_snapshots_enrol", args.irods_user, args.omero_user, args.omero_server,
+                      args.mode)
     human = ("enrolled {omero_user}@{omero_server} -> {irods_user}; snapshot root {root}".format(**res)
              if res.get("ok") else "refused: {}".format(res.get("error")))
     _emit(args, human, res)
@@ -416,6 +417,8 @@ def build_parser() -> argparse.ArgumentParser:
     en.add_argument("--omero-user", required=True)
     en.add_argument("--omero-server", default=DEFAULT_OMERO_SERVER)
     en.add_argument("--create-user", action="store_true", help="create the iRODS user (rodsuser) if missing")
+    en.add_argument("--replace", dest="mode", action="store_const", const="replace", default="new",
+                    help="change the iRODS user an already enrolled OMERO user maps to")
     common(en)
     en.set_defaults(func=cmd_enrol)
 
@@ -425,10 +428,12 @@ def build_parser() -> argparse.ArgumentParser:
     common(un)
     un.set_defaults(func=_admin_command("omero_snapshots_unenrol", "omero_user", "omero_server"))
 
-    rp = sub.add_parser("reprocess", help="run a drop again as the service account (breaks a stale lock)")
+    rp = sub.add_parser("reprocess", help="run a drop again as the service account")
     rp.add_argument("drop_id")
+    rp.add_argument("--force", dest="mode", action="store_const", const="force", default="normal",
+                    help="take the drop's lock over even if its run still looks alive (only when it is dead)")
     common(rp)
-    rp.set_defaults(func=_admin_command("omero_snapshots_reprocess", "drop_id"))
+    rp.set_defaults(func=_admin_command("omero_snapshots_reprocess", "drop_id", "mode"))
 
     rl = sub.add_parser("release", help="move a quarantined drop back and process it again")
     rl.add_argument("drop_id")

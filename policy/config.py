@@ -49,7 +49,7 @@ class Limits:
     max_expansion_ratio: float = 200.0
     max_member_path_bytes: int = 1024
     max_member_name_bytes: int = 255
-    lock_seconds: int = 21600
+    lock_seconds: int = 3600
 
 
 @dataclass(frozen=True)

@@ -3,51 +3,139 @@
 Creating a collection that exists fails (CATALOG_ALREADY_HAS_ITEM_BY_THAT_NAME),
 so `landing/.locks/<drop_id>` is an atomic test-and-set in the catalog itself,
 needing no rights beyond the service account's own landing collection. The
-delay server may start a retry while the first run is still going (issue 6);
-the retry then stops at once and says so. A lock left by a killed run expires
-after `limits.lock_seconds`; an admin's reprocess breaks it at once.
+delay server may start a retry while the first run is still going; the retry
+then stops at once and says so.
+
+The holder marks the lock with a random token and keeps refreshing its expiry
+while it works (heartbeat), so a lock whose expiry has passed belongs to a run
+that died: another run may take it over. A run checks its token before every
+step that writes, and stops if the lock was taken from it (only an admin's
+forced reprocess does that). A lock whose expiry was never written (the run
+died between the two calls) counts from its creation time.
 """
 
 from __future__ import annotations
 
+import secrets
 import time
-from typing import Optional
+from typing import Callable, Optional
 
 from policy import vocabulary as V
 from policy.config import PolicyConfig
 from policy.errors import AlreadyExists, NotFound
-from policy.zone import Avu, MetaOp, Zone
+from policy.zone import COLLECTION, MetaOp, Zone
 
 LOCKS = ".locks"
 EXPIRES = V.NS + "lock_expires"
+OWNER = V.NS + "lock_owner"
+
+
+class LockLost(Exception):
+    """Another run took this drop's lock over: stop without writing anything more."""
+
+
+class LockUnavailable(Exception):
+    """The lock cannot be taken at all (a misconfigured landing collection); the message says why."""
 
 
 def lock_path(config: PolicyConfig, drop_id: str) -> str:
     return config.landing_collection + "/" + LOCKS + "/" + drop_id
 
 
-def _take(zone: Zone, path: str, ttl: int) -> bool:
+class DropLock:
+    """A held lock: beat() while working, check() before writing, release() at the end."""
+
+    def __init__(self, zone: Zone, path: str, token: str, ttl: int, clock: Callable[[], float] = time.time) -> None:
+        self.zone = zone
+        self.path = path
+        self.token = token
+        self.ttl = ttl
+        self.clock = clock
+        self.interval = max(1.0, min(60.0, ttl / 4.0))
+        self.last_beat = clock()
+
+    def held(self) -> bool:
+        try:
+            return V.first(self.zone.metadata(self.path), OWNER) == self.token
+        except NotFound:
+            return False
+
+    def check(self) -> None:
+        if not self.held():
+            raise LockLost("the lock {} was taken over by another run".format(self.path))
+
+    def beat(self) -> None:
+        """Push the expiry forward, at most once per interval (a catalog call each time)."""
+        now = self.clock()
+        if now - self.last_beat < self.interval:
+            return
+        avus = self.zone.metadata(self.path)
+        if V.first(avus, OWNER) != self.token:
+            raise LockLost("the lock {} was taken over by another run".format(self.path))
+        ops = [MetaOp("remove", a.attribute, a.value, a.units) for a in avus if a.attribute == EXPIRES]
+        ops.append(MetaOp("add", EXPIRES, str(int(now) + self.ttl)))
+        self.zone.apply_metadata(self.path, ops)
+        self.last_beat = now
+
+    def release(self) -> None:
+        """Remove the lock only if it is still ours (a run whose lock was taken over leaves the new one)."""
+        if self.held():
+            _discard(self.zone, self.path)
+
+
+class NoLock:
+    """For callers that run a use case without a lock (tests of the use case alone)."""
+
+    def beat(self) -> None:
+        pass
+
+    def check(self) -> None:
+        pass
+
+
+def _take(zone: Zone, path: str, ttl: int, now: float) -> Optional[str]:
     try:
         zone.create_collection(path, recursive=False)
     except AlreadyExists:
-        return False
-    zone.apply_metadata(path, [MetaOp("add", EXPIRES, str(int(time.time()) + ttl))])
-    return True
+        return None
+    token = secrets.token_hex(8)
+    zone.apply_metadata(path, [MetaOp("add", OWNER, token), MetaOp("add", EXPIRES, str(int(now) + ttl))])
+    return token
+
+
+def _is_stale(zone: Zone, path: str, ttl: int, now: float) -> Optional[bool]:
+    """True if the holder is dead, False if alive, None if the lock vanished meanwhile."""
+    try:
+        avus = zone.metadata(path)
+        expires = V.first(avus, EXPIRES)
+        if expires is not None and expires.isdigit():
+            return int(expires) < int(now)
+        created = zone.stat(path).modify_time
+    except NotFound:
+        return None
+    return bool(created) and created + ttl < int(now)
 
 
 def acquire(zone: Zone, config: PolicyConfig, drop_id: str, break_lock: bool = False,
-            now: Optional[float] = None) -> Optional[str]:
-    """The lock's path when taken; None when another live run holds it."""
+            now: Optional[float] = None) -> Optional[DropLock]:
+    """The held lock; None when another live run holds it (or, with break_lock, only after taking it over)."""
+    locks = config.landing_collection + "/" + LOCKS
+    zone.create_collection(locks, recursive=True)
+    st = zone.stat(locks)
+    if st.kind != COLLECTION or (st.owner and st.owner != zone.user):
+        raise LockUnavailable("{} belongs to '{}', not to the service account '{}': someone else can write into "
+                              "the landing collection; the admin must remove it and restrict the landing "
+                              "collection to the service account".format(locks, st.owner, zone.user))
     path = lock_path(config, drop_id)
-    zone.create_collection(config.landing_collection + "/" + LOCKS, recursive=True)
     ttl = config.limits.lock_seconds
-    if _take(zone, path, ttl):
-        return path
-    try:
-        expires = V.first(zone.metadata(path), EXPIRES)
-    except NotFound:
-        return path if _take(zone, path, ttl) else None
-    stale = expires is not None and expires.isdigit() and int(expires) < int(now if now is not None else time.time())
+    t = time.time() if now is None else now
+    token = _take(zone, path, ttl, t)
+    if token is not None:
+        return DropLock(zone, path, token, ttl)
+    stale = _is_stale(zone, path, ttl, t)
+    if stale is None:
+        token = _take(zone, path, ttl, t)
+        return DropLock(zone, path, token, ttl) if token else None
     if not (break_lock or stale):
         return None
     # Take over: move the old lock aside (atomic: of two takers only one succeeds), then lock anew.
@@ -57,11 +145,12 @@ def acquire(zone: Zone, config: PolicyConfig, drop_id: str, break_lock: bool = F
     except (AlreadyExists, NotFound):
         return None
     _discard(zone, aside)
-    return path if _take(zone, path, ttl) else None
+    token = _take(zone, path, ttl, t)
+    return DropLock(zone, path, token, ttl) if token else None
 
 
-def release(zone: Zone, path: str) -> None:
-    _discard(zone, path)
+def release(zone: Zone, lock: DropLock) -> None:
+    lock.release()
 
 
 def _discard(zone: Zone, path: str) -> None:
@@ -71,10 +160,8 @@ def _discard(zone: Zone, path: str) -> None:
         pass
 
 
-def describe(zone: Zone, config: PolicyConfig, drop_id: str) -> Optional[Avu]:
+def expires_at(zone: Zone, config: PolicyConfig, drop_id: str) -> Optional[str]:
     try:
-        avus = zone.metadata(lock_path(config, drop_id))
+        return V.first(zone.metadata(lock_path(config, drop_id)), EXPIRES)
     except NotFound:
         return None
-    value = V.first(avus, EXPIRES)
-    return Avu(EXPIRES, value or "?")

@@ -98,7 +98,8 @@ def enrol(admin_zone: Zone, config: PolicyConfig, load_mapping: Callable[[], Use
     mapping = load_mapping()
     current = mapping.lookup(omero_server, omero_user)
     if current is not None and current != irods_user and not replace:
-        raise EnrolError("OMERO user '{}' on '{}' is already mapped to '{}'; pass --replace to change it"
+        raise EnrolError("OMERO user '{}' on '{}' is already mapped to '{}'; pass --replace (CLI) or the 4th argument "
+                         "'replace' (irule) to change it"
                          .format(omero_user, omero_server, current))
     root, created = prepare_root(admin_zone, config, irods_user)
     changed = current != irods_user

@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 from dataclasses import dataclass
-from typing import Callable, List, Optional, Tuple
+from typing import Any, Callable, List, Optional, Tuple
 
 from policy import vocabulary as V
 from policy.config import PolicyConfig
@@ -118,10 +118,22 @@ def drop_status_at(zone: Zone, landing_collection: str, drop_id: str) -> Outcome
 
 # ---------------------------------------------------------------------- quarantine
 def quarantine(zone: Zone, config: PolicyConfig, drop_id: str, reason: str, rule: str) -> Outcome:
-    """Move the whole drop aside, intact, and say why. Never deletes anything."""
+    """Move the whole drop aside, intact, and say why. Never deletes anything.
+
+    The status goes on first: AVUs travel with a rename, so a drop is never in quarantine without
+    its reason, whatever fails or dies in between (a rerun quarantines it again).
+    """
     src = config.landing_collection + "/" + drop_id
+    set_status(zone, src, V.QUARANTINED, reason, {V.DROP_ID: drop_id, NS_RULE: rule})
     qroot = config.quarantine_collection
     zone.create_collection(qroot, recursive=True)
+    if not _owner_is(zone, qroot, zone.user):
+        note = ("{} (the drop stays in {}: {} is not owned by the service account, so someone else can write into "
+                "the landing collection; the admin must remove it and restrict the landing collection)"
+                .format(reason, src, qroot))
+        set_status(zone, src, V.QUARANTINED, note, {V.DROP_ID: drop_id, NS_RULE: rule})
+        log.warning("drop %s refused but not moved: %s", drop_id, note)
+        return Outcome(drop_id, V.QUARANTINED, note, None, location=src)
     dst = qroot + "/" + drop_id
     for attempt in range(1, MAX_NAME_ATTEMPTS + 1):
         dst = qroot + "/" + (drop_id if attempt == 1 else "{}-{}".format(drop_id, attempt))
@@ -132,7 +144,6 @@ def quarantine(zone: Zone, config: PolicyConfig, drop_id: str, reason: str, rule
             continue
     else:
         raise IrodsError(-809000, "no free quarantine name for " + drop_id)
-    set_status(zone, dst, V.QUARANTINED, reason, {V.DROP_ID: drop_id, NS_RULE: rule})
     log.warning("drop %s quarantined at %s: %s", drop_id, dst, reason)
     return Outcome(drop_id, V.QUARANTINED, reason, None, location=dst)
 
@@ -161,11 +172,11 @@ def validate_drop(zone: Zone, config: PolicyConfig, drop_id: str) -> Manifest:
     if MANIFEST_NAME not in names:
         raise Refused("the drop has no {}; OMERO writes it last, so the upload did not finish: "
                       "save again from OMERO".format(MANIFEST_NAME), "manifest_missing")
-    try:
-        raw = zone.read_small(drop + "/" + MANIFEST_NAME, config.limits.manifest_max_bytes)
-    except IrodsError as e:
-        raise Refused("the manifest could not be read ({}); it may be larger than the {}-byte limit"
-                      .format(e.name, config.limits.manifest_max_bytes), "manifest_unreadable") from None
+    if names[MANIFEST_NAME].size > config.limits.manifest_max_bytes:
+        raise Refused("the manifest is {} bytes, over the limit of {}".format(
+            names[MANIFEST_NAME].size, config.limits.manifest_max_bytes), "manifest_unreadable")
+    # Any other failure to read it is the zone's, not the input's: it propagates and a rerun retries.
+    raw = zone.read_small(drop + "/" + MANIFEST_NAME, config.limits.manifest_max_bytes)
     try:
         manifest = parse_manifest(raw, config.limits.manifest_max_bytes)
     except ManifestError as e:
@@ -308,16 +319,22 @@ def _owner_is(zone: Zone, path: str, user: str) -> bool:
 
 
 # ---------------------------------------------------------------------- the use case
-ProcessHook = Callable[[Zone, PolicyConfig, Manifest, str], Tuple[str, Optional[str]]]
+ProcessHook = Callable[[Zone, PolicyConfig, Manifest, str, Any], Tuple[str, Optional[str]]]
 
 
 def ingest_drop(zone: Zone, config: PolicyConfig, mapping: UserMapping, drop_id: str,
-                process_hook: Optional[ProcessHook] = None) -> Outcome:
+                process_hook: Optional[ProcessHook] = None, guard: Any = None) -> Outcome:
     """The delayed rule's work for one drop. Returns the outcome; raises only for zone failures.
 
     process_hook: the step that runs after `placed` and before the hand-over
     (unpacking, policy.unpack). It returns (status, reason). None = stop at `placed`.
+    guard: the drop's lock (policy.drop_lock.DropLock): checked before each writing step, so a run
+    whose lock was taken over stops instead of racing the new holder.
     """
+    if guard is None:
+        from policy.drop_lock import NoLock
+
+        guard = NoLock()
     if not is_safe_drop_id(drop_id):
         return Outcome(drop_id, "refused", "not a valid drop id: {!r}".format(drop_id[:80]))
     if zone.user != config.service_account:
@@ -387,6 +404,7 @@ def ingest_drop(zone: Zone, config: PolicyConfig, mapping: UserMapping, drop_id:
         set_status(zone, drop, final, None, {V.SNAPSHOT_PATH: snapshot, V.IRODS_USER: irods_user})
         return drop_status(zone, config, drop_id)
 
+    guard.check()
     _move_in(zone, drop, snapshot, manifest.archive.name)
     _move_in(zone, drop, snapshot, MANIFEST_NAME)
     zone.apply_metadata(snapshot, V.add_missing_ops(zone.metadata(snapshot),
@@ -394,8 +412,9 @@ def ingest_drop(zone: Zone, config: PolicyConfig, mapping: UserMapping, drop_id:
     set_status(zone, snapshot, V.PLACED_STATE, None, {V.PLACED: utc_now()})
     final_status, final_reason = V.PLACED_STATE, None
     if process_hook is not None:
-        final_status, final_reason = process_hook(zone, config, manifest, snapshot)
+        final_status, final_reason = process_hook(zone, config, manifest, snapshot, guard)
     # Hand-over, strictly last: own to the user, then the service account drops to read.
+    guard.check()
     zone.set_acl(snapshot, irods_user, "own", recursive=True)
     zone.set_acl(snapshot, zone.user, "read", recursive=True)
     set_status(zone, drop, final_status, final_reason, {V.SNAPSHOT_PATH: snapshot, V.IRODS_USER: irods_user})

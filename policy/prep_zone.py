@@ -82,8 +82,10 @@ class PrepZone:
 
         out = self._msi("msiObjStat", path, irods_types.RodsObjStat())[1]
         kind = DATA_OBJECT if "DATA_OBJ" in repr(out.objType) else COLLECTION
+        mtime = str(getattr(out, "modifyTime", "") or "0").strip()
         return Stat(path=path, kind=kind, size=int(getattr(out, "objSize", 0) or 0),
-                    owner=str(getattr(out, "ownerName", "") or "") or None)
+                    owner=str(getattr(out, "ownerName", "") or "") or None,
+                    modify_time=int(mtime) if mtime.isdigit() else 0)
 
     def create_collection(self, path: str, recursive: bool = False) -> None:
         self._msi("msiCollCreate", path, "1" if recursive else "0", 0)

@@ -26,9 +26,14 @@ def unpack_hook(config: PolicyConfig) -> Optional[ProcessHook]:
 
 def process_drop(zone: Zone, config: PolicyConfig, mapping: UserMapping, drop_id: str,
                  break_lock: bool = False) -> Outcome:
-    """Ingest (and unpack) one drop, holding its lock; a concurrent run of the same drop stops at once."""
-    from policy.drop_lock import acquire, release
-    from policy.ingest import drop_status
+    """Ingest (and unpack) one drop, holding its lock; a concurrent run of the same drop stops at once.
+
+    break_lock takes over a lock even from a run that still looks alive: only for an admin who knows
+    that run is dead (a forced reprocess). A lock whose holder stopped refreshing it is taken over anyway.
+    """
+    from policy import vocabulary as V
+    from policy.drop_lock import LockUnavailable, acquire, expires_at
+    from policy.ingest import drop_status, set_status
     from policy.placement import is_safe_drop_id
 
     if not is_safe_drop_id(drop_id):
@@ -36,13 +41,19 @@ def process_drop(zone: Zone, config: PolicyConfig, mapping: UserMapping, drop_id
     if zone.user != config.service_account:
         return Outcome(drop_id, "refused", "drops are processed only as the service account '{}', not as '{}'"
                        .format(config.service_account, zone.user))
-    lock = acquire(zone, config, drop_id, break_lock=break_lock)
+    try:
+        lock = acquire(zone, config, drop_id, break_lock=break_lock)
+    except LockUnavailable as e:
+        drop = config.landing_collection + "/" + drop_id
+        set_status(zone, drop, V.FAILED, "not processed: {}".format(e))
+        return Outcome(drop_id, V.FAILED, "not processed: {}".format(e), location=drop)
     if lock is None:
         now = drop_status(zone, config, drop_id)
-        return Outcome(drop_id, now.status, "another run is processing this drop now (lock {}); this run "
-                       "stopped without changing anything".format(config.landing_collection + "/.locks/" + drop_id),
+        return Outcome(drop_id, now.status, "another run is processing this drop now (its lock {} is refreshed "
+                       "until {}); this run stopped without changing anything".format(
+                           config.landing_collection + "/.locks/" + drop_id, expires_at(zone, config, drop_id)),
                        now.snapshot, now.irods_user, now.location)
     try:
-        return ingest_drop(zone, config, mapping, drop_id, process_hook=unpack_hook(config))
+        return ingest_drop(zone, config, mapping, drop_id, process_hook=unpack_hook(config), guard=lock)
     finally:
-        release(zone, lock)
+        lock.release()

@@ -139,7 +139,13 @@ class Entry:
     # ------------------------------------------------------------------ admin rules (JSON in the last arg)
     def _admin(self, rule_args: List[Any], callback: Any, rei: Any,
                fn: Callable[[Any, Any, List[str]], Dict[str, Any]], nargs: int) -> None:
-        """Run an admin rule; its JSON result goes in the OUT parameter after the inputs."""
+        """Run an admin rule; its JSON result goes in the OUT parameter, the LAST argument.
+
+        nargs is the number of required inputs; optional inputs (e.g. 'replace', 'force') may follow
+        them, and the OUT parameter is always the last argument given.
+        """
+        if len(rule_args) > nargs:
+            nargs = len(rule_args) - 1
         try:
             config = self.load()
             zone = self.zone(callback, rei, config)
@@ -218,8 +224,14 @@ class Entry:
             if now.get("status") == "quarantined":
                 return {"ok": False, "error": "drop {} is quarantined: release it (omero_snapshots_release) to "
                                               "process it again".format(a[0]), "status": now}
-            self._run_as(callback, config.service_account, PROCESS_RULE, [a[0], "break-lock"])
-            return status_of(zone, config, a[0])
+            force = len(a) > 1 and a[1] == "force"
+            out = self._run_as(callback, config.service_account, PROCESS_RULE,
+                               [a[0], "break-lock"] if force else [a[0]])
+            result = status_of(zone, config, a[0])
+            ran = json.loads(out[0]) if out and str(out[0]).startswith("{") else {}
+            if "another run is processing" in str(ran.get("reason")):
+                result.update(ok=False, error=ran["reason"] + "; if that run is dead, reprocess with 'force'")
+            return result
         self._admin(rule_args, callback, rei, run, 1)
 
     def release(self, rule_args: List[Any], callback: Any, rei: Any) -> None:

@@ -57,9 +57,10 @@ def safety_limits(config: PolicyConfig) -> Any:
 class ZoneSink:
     """Writes members as new data objects under content/, creating each collection once."""
 
-    def __init__(self, zone: Zone, content: str) -> None:
+    def __init__(self, zone: Zone, content: str, guard: Any = None) -> None:
         self.zone = zone
         self.content = content
+        self.guard = guard
         self.made: Set[str] = set()
         zone.create_collection(content, recursive=False)
         self.made.add(content)
@@ -75,6 +76,8 @@ class ZoneSink:
         self.made.add(path)
 
     def open_member(self, relpath: str, size: int) -> BinaryIO:
+        if self.guard is not None:
+            self.guard.beat()  # keeps the drop's lock alive; stops here if another run took it over
         parent = relpath.rsplit("/", 1)[0] if "/" in relpath else ""
         if parent:
             self.make_collection(parent)
@@ -128,7 +131,9 @@ def _nfc(path: str) -> str:
 
 def _verify(zone: Zone, content: str, members: List[Any], total_bytes: int) -> None:
     """The objects under content/ are exactly the archive's members, byte for byte (iRODS' own checksums)."""
-    present = {_nfc(k): v for k, v in _walk_objects(zone, content).items()}
+    actual = {_nfc(k): k for k in _walk_objects(zone, content)}  # NFC key -> the name iRODS holds
+    sizes = _walk_objects(zone, content)
+    present = {key: sizes[name] for key, name in actual.items()}
     expected = {_nfc(m.path): m for m in members}
     if set(present) != set(expected):
         missing = sorted(set(expected) - set(present))[:3]
@@ -141,7 +146,7 @@ def _verify(zone: Zone, content: str, members: List[Any], total_bytes: int) -> N
     for rel, m in sorted(expected.items()):
         if present[rel] != m.size:
             raise UnpackFailed("member {!r}: {} bytes in iRODS, {} in the archive".format(rel, present[rel], m.size))
-        got = _hex(zone.checksum(content + "/" + rel))
+        got = _hex(zone.checksum(content + "/" + actual[rel]))
         if got != m.sha256:
             raise UnpackFailed("member {!r}: iRODS checksum {} differs from the archive's sha256 {}; the archive "
                                "changed during unpacking".format(rel, got, m.sha256))
@@ -171,10 +176,10 @@ def _can_fast_path(zone: Zone, config: PolicyConfig, manifest: Manifest, archive
     return resc
 
 
-def _stream(zone: Zone, config: PolicyConfig, archive: str, content: str) -> Any:
+def _stream(zone: Zone, config: PolicyConfig, archive: str, content: str, guard: Any = None) -> Any:
     from policy.archive_stream import stream_unpack
 
-    sink = ZoneSink(zone, content)
+    sink = ZoneSink(zone, content, guard)
     with zone.open_read(archive) as src:
         return stream_unpack(src, sink, safety_limits(config))
 
@@ -190,39 +195,53 @@ def _fast(zone: Zone, config: PolicyConfig, archive: str, content: str, resource
     return report
 
 
-def unpack_step(zone: Zone, config: PolicyConfig, manifest: Manifest, snapshot: str) -> Tuple[str, Optional[str]]:
-    """Process hook: (final status, reason). Never raises for a bad archive; zone failures propagate."""
+def unpack_step(zone: Zone, config: PolicyConfig, manifest: Manifest, snapshot: str,
+                guard: Any = None) -> Tuple[str, Optional[str]]:
+    """Process hook: (final status, reason). Never raises for a bad archive; zone failures propagate.
+
+    If the native extraction fails after our scan accepted the archive, the cause is the server,
+    not the archive: what it extracted is removed and the streaming path does the work instead.
+    """
+    from policy.drop_lock import NoLock
+
+    guard = guard if guard is not None else NoLock()
     archive = snapshot + "/" + manifest.archive.name
     content = snapshot + "/" + CONTENT
+    guard.check()
     set_status(zone, snapshot, V.UNPACKING)
     leftover = remove_tree(zone, content)
     if leftover:
         log.info("removed %d objects of an earlier, interrupted unpack under %s", leftover, content)
     resource = _can_fast_path(zone, config, manifest, archive)
     path_used = "fast" if resource else "streaming"
+    note: Optional[str] = None
     try:
-        report = _fast(zone, config, archive, content, resource) if resource else \
-            _stream(zone, config, archive, content)
+        report = None
+        if resource:
+            try:
+                report = _fast(zone, config, archive, content, resource)
+            except IrodsError as e:
+                remove_tree(zone, content)
+                note = "native extraction failed ({}), unpacked by streaming instead".format(e.name)
+                log.warning("%s: %s", snapshot, note)
+                path_used = "streaming"
+        if report is None:
+            report = _stream(zone, config, archive, content, guard)
         if report.refusal is not None:
             raise UnpackFailed("archive refused: " + report.refusal.reason())
         if report.archive_sha256 != manifest.archive.sha256:
             raise UnpackFailed("the archive read during unpacking has sha256 {}, the manifest says {}".format(
                 report.archive_sha256, manifest.archive.sha256))
-        files = [m for m in report.members]
-        _verify(zone, content, files, report.total_bytes)
+        guard.beat()
+        _verify(zone, content, list(report.members), report.total_bytes)
     except UnpackFailed as e:
+        guard.check()
         remove_tree(zone, content)
         reason = "unpack failed ({} path), nothing kept under content/, the archive is untouched: {}".format(
             path_used, e.reason)
         set_status(zone, snapshot, V.FAILED, reason)
         return V.FAILED, reason
-    except IrodsError as e:
-        if resource is None:
-            raise
-        remove_tree(zone, content)
-        reason = "native extraction failed ({}); nothing kept under content/".format(e.name)
-        set_status(zone, snapshot, V.FAILED, reason)
-        return V.FAILED, reason
+    guard.check()
     extra, xml_problem = _metadata_from_transfer_xml(zone, content)
     avus = [Avu(V.MEMBER_COUNT, str(len(report.members))), Avu(V.MEMBER_BYTES, str(report.total_bytes)),
             Avu(V.CONTENT, content), Avu(V.NS + "unpack_path", path_used)] + extra
@@ -232,9 +251,10 @@ def unpack_step(zone: Zone, config: PolicyConfig, manifest: Manifest, snapshot: 
             if a.attribute in (V.MEMBER_COUNT, V.MEMBER_BYTES, V.CONTENT, V.NS + "unpack_path")
             and a.value not in {x.value for x in avus if x.attribute == a.attribute}]
     zone.apply_metadata(snapshot, ops)  # one atomic call for all of them
-    note = "complete; note: " + xml_problem if xml_problem else None
-    set_status(zone, snapshot, V.COMPLETE, note)
-    return V.COMPLETE, note
+    notes = [n for n in (note, xml_problem) if n]
+    final_note = "complete; note: " + "; ".join(notes) if notes else None
+    set_status(zone, snapshot, V.COMPLETE, final_note)
+    return V.COMPLETE, final_note
 
 
 def content_path(snapshot: str) -> str:

@@ -58,15 +58,30 @@ def test_purge_never_touches_snapshots_or_live_drops(dep: Any) -> None:
     assert drop_status(dep.admin(), dep.config, drop_id).status == "complete"
 
 
-def test_reprocess_breaks_a_stale_lock(dep: Any) -> None:
+def test_reprocess_respects_a_live_lock_and_force_takes_it_over(dep: Any) -> None:
     from policy.drop_lock import acquire
 
     drop_id, _ = drop(dep, FIXTURES["dataset_zip"], run=False)
-    assert acquire(dep.zone_as(SVC), dep.config, drop_id)  # a run that died holding the lock
+    held = acquire(dep.zone_as(SVC), dep.config, drop_id)  # a run that holds the lock (alive, or died just now)
+    assert held is not None
     dep.run_delay_server()
     assert drop_status(dep.admin(), dep.config, drop_id).status == "queued"
     res = dep.admin_rule("omero_snapshots_reprocess", drop_id)
+    assert not res["ok"] and "another run is processing" in res["error"] and "force" in res["error"], res
+    res = dep.admin_rule("omero_snapshots_reprocess", drop_id, "force")
     assert res["ok"] and res["status"] == "complete", res
+    assert not held.held()  # taken over: the old holder would stop at its next check
+
+
+def test_enrol_replace_remaps_an_enrolled_user(dep: Any, capsys: Any) -> None:
+    res = dep.enrol("bob", "jdoe", OMERO_SERVER)
+    assert not res["ok"] and "--replace" in res["error"]
+    assert main(["enrol", "bob", "--omero-user", "jdoe", "--omero-server", OMERO_SERVER, "--replace",
+                 "--zone-dir", dep.zone_dir, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["irods_user"] == "bob"
+    from policy.mapping import load_mapping
+
+    assert load_mapping(dep.mapping_path).lookup(OMERO_SERVER, "jdoe") == "bob"
 
 
 def test_admin_rules_refuse_non_admins(dep: Any) -> None:

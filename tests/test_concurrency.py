@@ -28,13 +28,15 @@ def test_a_second_run_stops_while_the_lock_is_held(tmp_path: Any) -> None:
     drop_id, _ = drop(d, FIXTURES["image_tar"], run=False)
     svc = d.zone_as(SVC)
     held = acquire(svc, d.config, drop_id)
-    assert held == lock_path(d.config, drop_id)
+    assert held is not None and held.path == lock_path(d.config, drop_id)
     out = process_drop(svc, d.config, load_mapping(d.mapping_path), drop_id)
     assert "another run is processing" in (out.reason or "")
     assert snapshots(d) == []
     assert d.catalog.exists(d.config.landing_collection + "/" + drop_id + "/transfer.tar")
     # an expired lock is taken over
-    assert acquire(svc, d.config, drop_id, now=10**12) == held
+    taken = acquire(svc, d.config, drop_id, now=10**12)
+    assert taken is not None and taken.path == held.path and not held.held()
+    taken.release()
     out = process_drop(svc, d.config, load_mapping(d.mapping_path), drop_id, break_lock=True)
     assert out.status == "complete" and len(snapshots(d)) == 1
 

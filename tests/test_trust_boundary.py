@@ -159,12 +159,7 @@ def corpus_zones(tmp_path_factory: Any) -> Any:
     return get
 
 
-KNOWN_BUGS = {
-    ("nfd_pax", "auto"): "BUG: unpack._verify compares NFC-normalised member names but then checksums "
-                         "content/<NFC name>; the native extractor stored the pax name as written (NFD), so the "
-                         "lookup raises OBJ_PATH_DOES_NOT_EXIST and a valid archive ends 'failed' "
-                         "('native extraction failed (OBJ_PATH_DOES_NOT_EXIST)') on the fast path",
-}
+KNOWN_BUGS: Dict[Tuple[str, str], str] = {}  # (archive, path) -> bug; fixed bugs are removed from here
 
 
 def corpus_params(names: List[str]) -> List[Any]:
@@ -449,25 +444,9 @@ def test_enrol_replace_through_the_admin_rule(dep: Any) -> None:
     assert res["ok"] is True and res["irods_user"] == "bob", res
 
 
-test_enrol_replace_through_the_admin_rule = pytest.mark.xfail(strict=True, reason=(
-    "BUG: rules.Entry.enrol reads only rule_args[:3] (nargs=3), so a 4th argument 'replace' never reaches "
-    "enrol(replace=...), and _admin writes the JSON result into rule_args[3], over 'replace', instead of the OUT "
-    "slot after it. The EnrolError text says 'pass --replace to change it' but neither the rule nor the CLI "
-    "(`enrol` has no --replace) can: a remap is impossible without editing mapping.json by hand."))(
-    test_enrol_replace_through_the_admin_rule)
-
-
-SQUAT_BUG = ("BUG (only with a misconfiguration: another user has write on the landing collection): "
-             "{what} is used without checking that the service account owns it. When another user created it "
-             "first, the service account's {op} fails with CAT_NO_ACCESS_PERMISSION, the delayed rule raises, and "
-             "the drop stays '{status}' with no reason on every retry; nothing says what happened (data intact)")
-
-
 @pytest.mark.parametrize("squat,expect", [
-    pytest.param("quarantine", "quarantined", marks=pytest.mark.xfail(strict=True, reason=SQUAT_BUG.format(
-        what="landing/quarantine (ingest.quarantine)", op="rename into it", status="processing"))),
-    pytest.param(".locks", "complete", marks=pytest.mark.xfail(strict=True, reason=SQUAT_BUG.format(
-        what="landing/.locks (drop_lock.acquire)", op="lock creation in it", status="queued"))),
+    pytest.param("quarantine", "quarantined"),
+    pytest.param(".locks", "complete"),
 ])
 def test_squatted_service_collection(dep: Any, robustness: Any, squat: str, expect: str) -> None:
     """Another user with write on the landing collection creates landing/<squat> before the first drop."""
@@ -484,6 +463,8 @@ def test_squatted_service_collection(dep: Any, robustness: Any, squat: str, expe
                       lost=int(kept != open(archive, "rb").read()))
     assert kept == open(archive, "rb").read()
     assert st.status == expect or (st.status in ("quarantined", "refused", "failed") and st.reason), st
+    # the reason tells the admin what is wrong: the service account does not own that collection
+    assert squat in (st.reason or "") and "service account" in (st.reason or ""), st.reason
 
 
 @pytest.mark.parametrize("name", ["-rf-00000000", "a b c d e f", "x'y00000000", "%2e%2e%2f0000", "caf\u00e9-0001drop",
