@@ -116,6 +116,9 @@ def doctor(zone: Zone, config_path: str, load: Callable[[], PolicyConfig], mappi
               "{} delayed rule(s) of ours wait more than 10 minutes: is the delay server running?".format(pending))
     recent = _recent_drops(zone, config)
     check("recent drops", True, recent)
+    stuck = stuck_drops(zone, config)
+    check("stuck drops", not stuck, "none" if not stuck else "{} drop(s) nothing works on for 15 minutes, "
+          "reprocess each (omero-snapshots reprocess DROP_ID): {}".format(len(stuck), ", ".join(stuck[:10])))
     return {"ok": all(c["ok"] for c in checks), "checks": checks}
 
 
@@ -144,3 +147,45 @@ def _recent_drops(zone: Zone, config: PolicyConfig) -> str:
     if not names and not quarantined:
         return "no drop has arrived yet: save one from OMERO and check that its status becomes 'queued'"
     return "{} drop record(s) in the landing collection, {} in quarantine".format(len(names), quarantined)
+
+
+STUCK_STATES = ("queued", "processing", "unpacking", "released")
+
+
+def stuck_drops(zone: Zone, config: PolicyConfig, older_than: int = 900, limit: int = 500,
+                now: Optional[float] = None) -> List[str]:
+    """Drops that nothing is working on: no status at all (the upload PEP did not queue them), or an
+    unfinished status, not updated for `older_than` seconds, and no lock held. Each needs a reprocess."""
+    import calendar
+
+    from policy.drop_lock import lock_path
+
+    t = time.time() if now is None else now
+    try:
+        listing = zone.list_collection(config.landing_collection)
+    except NotFound:
+        return []
+    out = []
+    for coll in listing.collections[:limit]:
+        drop_id = os.path.basename(coll)
+        if not is_safe_drop_id(drop_id):
+            continue
+        avus = zone.metadata(coll)
+        status = V.first(avus, V.STATUS)
+        if status is not None and status not in STUCK_STATES:
+            continue
+        updated = V.first(avus, V.UPDATED)
+        try:
+            when = calendar.timegm(time.strptime(updated, "%Y-%m-%dT%H:%M:%SZ")) if updated else \
+                zone.stat(coll).modify_time
+        except ValueError:
+            when = 0
+        if when and t - when < older_than:
+            continue
+        try:
+            zone.stat(lock_path(config, drop_id))
+            continue  # a run holds it (or its lock will expire and the next run takes over)
+        except NotFound:
+            pass
+        out.append("{} ({})".format(drop_id, status or "no status"))
+    return out

@@ -130,3 +130,15 @@ def test_hostile_drop_ids_never_reach_rule_text(dep: Any, bad: str) -> None:
     res = dep.admin_rule("omero_snapshots_reprocess", bad)
     assert not res["ok"] and "not a valid drop id" in res["error"]
     assert [r for r in dep.catalog.delay_rows() if "evil" in r[3]] == []
+
+
+def test_doctor_names_drops_nothing_works_on(dep: Any) -> None:
+    from policy.admin import stuck_drops
+
+    drop_id, _ = drop(dep, FIXTURES["dataset_zip"], run=False)  # queued, its delayed rule never ran
+    svc = dep.zone_as(SVC)
+    assert stuck_drops(svc, dep.config) == []  # just queued: not stuck yet
+    later = __import__("time").time() + 3600
+    assert stuck_drops(svc, dep.config, now=later) == ["{} (queued)".format(drop_id)]
+    dep.run_delay_server()
+    assert stuck_drops(svc, dep.config, now=later) == []  # complete
