@@ -16,7 +16,7 @@ from policy.config import PolicyConfig
 from policy.errors import NotFound
 from policy.mapping import MappingEntry, UserMapping
 from policy.placement import snapshot_root
-from policy.zone import COLLECTION, Zone, parent_of
+from policy.zone import COLLECTION, Zone, exists, parent_of
 
 
 class EnrolError(ValueError):
@@ -66,7 +66,7 @@ def prepare_root(admin_zone: Zone, config: PolicyConfig, irods_user: str) -> "tu
     except NotFound:
         parent = parent_of(root)
         had_parent_access = any(a.user == me and a.level == "own" for a in admin_zone.acl(parent)) \
-            if _exists(admin_zone, parent) else True
+            if exists(admin_zone, parent) else True
         if not had_parent_access:
             admin_zone.set_acl(parent, me, "admin:own")
         try:
@@ -81,14 +81,6 @@ def prepare_root(admin_zone: Zone, config: PolicyConfig, irods_user: str) -> "tu
     if me not in (irods_user, config.service_account):
         admin_zone.set_acl(root, me, "admin:null")
     return root, created
-
-
-def _exists(zone: Zone, path: str) -> bool:
-    try:
-        zone.stat(path)
-        return True
-    except NotFound:
-        return False
 
 
 def enrol(admin_zone: Zone, config: PolicyConfig, load_mapping: Callable[[], UserMapping],
@@ -121,7 +113,7 @@ def unenrol(admin_zone: Zone, config: PolicyConfig, load_mapping: Callable[[], U
     still_mapped = any(e.irods_user == irods_user for e in load_mapping().entries)
     if not still_mapped:
         root = snapshot_root(config.snapshot_root_template, config.zone, irods_user)
-        if _exists(admin_zone, root):
+        if exists(admin_zone, root):
             admin_zone.set_acl(root, config.service_account, "admin:null")
     return irods_user
 

@@ -25,7 +25,7 @@ from policy.identity import resolve_identity
 from policy.manifest import Manifest, ManifestError, parse_manifest
 from policy.mapping import UserMapping
 from policy.placement import PlacementError, candidate, is_safe_drop_id, snapshot_name, snapshot_root
-from policy.zone import COLLECTION, DATA_OBJECT, Avu, Zone, basename_of
+from policy.zone import COLLECTION, DATA_OBJECT, Avu, Zone, basename_of, exists
 
 POLICY_VERSION = "1"
 MANIFEST_NAME = "manifest.json"
@@ -393,7 +393,7 @@ def ingest_drop(zone: Zone, config: PolicyConfig, mapping: UserMapping, drop_id:
         snapshot = snap_recorded
         irods_user = V.first(current, V.IRODS_USER) or ""
         manifest_path = snapshot + "/" + MANIFEST_NAME
-        if _exists(zone, drop + "/" + MANIFEST_NAME):
+        if exists(zone, drop + "/" + MANIFEST_NAME):
             manifest_path = drop + "/" + MANIFEST_NAME
         manifest = parse_manifest(zone.read_small(manifest_path, config.limits.manifest_max_bytes),
                                   config.limits.manifest_max_bytes)
@@ -420,11 +420,3 @@ def ingest_drop(zone: Zone, config: PolicyConfig, mapping: UserMapping, drop_id:
     set_status(zone, drop, final_status, final_reason, {V.SNAPSHOT_PATH: snapshot, V.IRODS_USER: irods_user})
     log.info("drop %s -> %s (%s) for %s", drop_id, snapshot, final_status, irods_user)
     return Outcome(drop_id, final_status, final_reason, snapshot, irods_user, location=snapshot)
-
-
-def _exists(zone: Zone, path: str) -> bool:
-    try:
-        zone.stat(path)
-        return True
-    except NotFound:
-        return False

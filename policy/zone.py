@@ -165,3 +165,14 @@ def parent_of(path: str) -> str:
 
 def basename_of(path: str) -> str:
     return path.rsplit("/", 1)[-1]
+
+
+def exists(zone: Zone, path: str) -> bool:
+    """A stat that answers yes or no: NotFound is the expected answer for a free name, not a failure."""
+    from policy.errors import NotFound
+
+    try:
+        zone.stat(path)
+        return True
+    except NotFound:
+        return False
