@@ -108,8 +108,9 @@ def doctor(zone: Zone, config_path: str, load: Callable[[], PolicyConfig], mappi
     if core_exports is not None:
         expected = {"pep_resource_modified_post", "omero_snapshots_process_drop"}
         missing = sorted(expected - set(core_exports))
-        check("rules loaded", not missing, "core exports the PEP and the delayed rule" if not missing else
-              "missing from core: {} (check the loader lines in /etc/irods/core.py)".format(", ".join(missing)))
+        check("rules loaded", not missing, "core exports our PEP and the delayed rule" if not missing else
+              "not ours or missing in core: {} (check the loader lines in /etc/irods/core.py; a rule core.py "
+              "defines itself is kept: call ours from it)".format(", ".join(missing)))
     pending = _stale_delayed_rules(zone)
     if pending is not None:
         check("delay server", pending == 0, "no delayed rule of ours waits more than 10 minutes" if pending == 0 else
@@ -166,7 +167,7 @@ def stuck_drops(zone: Zone, config: PolicyConfig, older_than: int = 900, limit: 
     except NotFound:
         return []
     out = []
-    for coll in listing.collections[:limit]:
+    for coll in sorted(listing.collections, reverse=True)[:limit]:  # drop ids start with their time: newest
         drop_id = os.path.basename(coll)
         if not is_safe_drop_id(drop_id):
             continue

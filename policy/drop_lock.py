@@ -149,10 +149,6 @@ def acquire(zone: Zone, config: PolicyConfig, drop_id: str, break_lock: bool = F
     return DropLock(zone, path, token, ttl) if token else None
 
 
-def release(zone: Zone, lock: DropLock) -> None:
-    lock.release()
-
-
 def _discard(zone: Zone, path: str) -> None:
     try:
         zone.remove_collection(path)

@@ -10,7 +10,7 @@ server, reference/prep-observed.md round 5, flow A).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, List, Optional
+from typing import Callable, Optional
 
 from policy.config import PolicyConfig
 from policy.errors import NotFound
@@ -116,7 +116,3 @@ def unenrol(admin_zone: Zone, config: PolicyConfig, load_mapping: Callable[[], U
         if exists(admin_zone, root):
             admin_zone.set_acl(root, config.service_account, "admin:null")
     return irods_user
-
-
-def acl_summary(zone: Zone, path: str) -> List[str]:
-    return ["{}:{}".format(a.user, a.level) for a in zone.acl(path)]

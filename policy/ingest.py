@@ -152,7 +152,7 @@ NS_RULE = V.NS + "refusal_rule"
 
 
 # ---------------------------------------------------------------------- validation
-def _hex_of_irods_sha2(value: str) -> Optional[str]:
+def hex_of_irods_sha2(value: str) -> Optional[str]:
     import base64
     import binascii
 
@@ -202,7 +202,7 @@ def validate_drop(zone: Zone, config: PolicyConfig, drop_id: str) -> Manifest:
         raise Refused("archive is {} bytes, over the limit of {}".format(archive.size,
                                                                           config.limits.archive_max_bytes),
                       "archive_too_large")
-    got = _hex_of_irods_sha2(zone.checksum(drop + "/" + archive.name))
+    got = hex_of_irods_sha2(zone.checksum(drop + "/" + archive.name))
     if got != archive.sha256:
         raise Refused("archive checksum mismatch: manifest.archive.sha256 is {}, iRODS computed {}; the upload "
                       "was corrupted or altered".format(archive.sha256, got), "checksum_mismatch")

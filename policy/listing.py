@@ -30,9 +30,12 @@ class SnapshotInfo:
     created: str
     archive_size: int
     objects: List[str]
+    path_avu: str = ""
 
     def to_dict(self) -> Dict[str, Any]:
-        return dict(self.__dict__)
+        d = dict(self.__dict__)
+        d.pop("path_avu", None)
+        return d
 
 
 def snapshot_info(zone: Zone, path: str) -> SnapshotInfo:
@@ -47,19 +50,23 @@ def snapshot_info(zone: Zone, path: str) -> SnapshotInfo:
                         reason=None if reason == "-" else reason, irods_user=one(V.IRODS_USER),
                         omero_user=one(V.OMERO_USER), omero_server=one(V.OMERO_SERVER), label=one(V.LABEL) or None,
                         created=one(V.CREATED), archive_size=int(one(V.ARCHIVE_SIZE, "0") or 0),
-                        objects=sorted(avus.get(V.OBJECT, [])))
+                        objects=sorted(avus.get(V.OBJECT, [])), path_avu=one(V.SNAPSHOT_PATH))
 
 
-def list_snapshots(zone: Zone, irods_user: str) -> List[SnapshotInfo]:
+def list_snapshots(zone: Zone, irods_user: str, root: Optional[str] = None) -> List[SnapshotInfo]:
     """A user's snapshots, newest first (by the time OMERO made them).
 
-    Landing records carry the user too, but only a snapshot's own path AVU points at itself.
+    Landing records carry the user too, but only a snapshot's own path AVU points at itself. Anyone
+    may tag a collection of their own with these AVUs: given the user's snapshot root, only its
+    direct children count (the policy puts snapshots nowhere else).
     """
     out = []
     for path in zone.find_by_metadata(V.IRODS_USER, irods_user, COLLECTION):
-        avus = zone.metadata(path)
-        if V.first(avus, V.SNAPSHOT_PATH) == path:
-            out.append(snapshot_info(zone, path))
+        if root is not None and (not path.startswith(root + "/") or "/" in path[len(root) + 1:]):
+            continue
+        info = snapshot_info(zone, path)
+        if info.path_avu == path:
+            out.append(info)
     return sorted(out, key=lambda s: (s.created, s.path), reverse=True)
 
 

@@ -307,6 +307,9 @@ def in_server_session_zone(client_user: str, zone_name: Optional[str] = None) ->
     return zone
 
 
+RUN_AS_TIMEOUT = 24 * 3600  # seconds
+
+
 def run_rule_as(user: str, rule: str, args: List[str]) -> List[Any]:
     """Call a core rule as `user` through the native rule language (what a rodsuser may do), from inside
     the server, with the server's own environment proxying as that user.
@@ -324,6 +327,9 @@ def run_rule_as(user: str, rule: str, args: List[str]) -> List[Any]:
     except RuleArgumentError as e:
         raise error_for(-130000, str(e)) from None
     zone = PrcZone.from_environment(os.path.expanduser(SERVER_ENV_FILE), client_user=user)
+    if hasattr(zone.session, "connection_timeout"):
+        # the rule may unpack a large archive before it answers: the default 120 s would cut the admin off
+        zone.session.connection_timeout = RUN_AS_TIMEOUT
     try:
         return list(call_rule(zone.session, rule, args))
     finally:

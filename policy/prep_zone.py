@@ -70,12 +70,6 @@ class PrepZone:
             code = code_from_text(str(e)) or -1828000
             raise error_for(code, "genquery " + conditions[:200]) from None
 
-    def log(self, message: str) -> None:
-        try:
-            self.callback.writeLine("serverLog", "[omero-snapshots] " + message)
-        except Exception:  # noqa: BLE001 - logging must never break a rule
-            pass
-
     # ------------------------------------------------------------------ control plane
     def stat(self, path: str) -> Stat:
         import irods_types  # built into PREP
@@ -103,7 +97,8 @@ class PrepZone:
 
     def acl(self, path: str) -> List[Ace]:
         if self.stat(path).kind == COLLECTION:
-            rows = self._query(["COLL_ACCESS_NAME", "USER_NAME"], "COLL_NAME = " + _quote(path))
+            # COLL_USER_NAME, not USER_NAME: GenQuery1 joins R_USER_MAIN through data-object access only.
+            rows = self._query(["COLL_ACCESS_NAME", "COLL_USER_NAME"], "COLL_NAME = " + _quote(path))
         else:
             rows = self._query(["DATA_ACCESS_NAME", "USER_NAME"], "COLL_NAME = {} and DATA_NAME = {}".format(
                 _quote(parent_of(path)), _quote(basename_of(path))))
@@ -135,11 +130,14 @@ class PrepZone:
         self.stat(path)
         colls = [r if isinstance(r, str) else r[0]
                  for r in self._query(["COLL_NAME"], "COLL_PARENT_NAME = " + _quote(path))]
-        objs = [Stat(path=path.rstrip("/") + "/" + n, kind=DATA_OBJECT, size=int(s or 0), checksum=c or None,
-                     owner=o or None)
-                for n, s, c, o in self._query(["DATA_NAME", "DATA_SIZE", "DATA_CHECKSUM", "DATA_OWNER_NAME"],
-                                              "COLL_NAME = " + _quote(path))]
-        return Listing(collections=sorted(colls), data_objects=sorted(objs, key=lambda s: s.path))
+        objs: Dict[str, Stat] = {}
+        for n, s, c, o in self._query(["DATA_NAME", "DATA_SIZE", "DATA_CHECKSUM", "DATA_OWNER_NAME"],
+                                      "COLL_NAME = " + _quote(path)):
+            # one row per replica: keep one entry per object (a checksummed replica wins)
+            if n not in objs or (c and not objs[n].checksum):
+                objs[n] = Stat(path=path.rstrip("/") + "/" + n, kind=DATA_OBJECT, size=int(s or 0),
+                               checksum=c or None, owner=o or None)
+        return Listing(collections=sorted(colls), data_objects=sorted(objs.values(), key=lambda s: s.path))
 
     def find_by_metadata(self, attribute: str, value: str, kind: str = COLLECTION) -> List[str]:
         if kind == COLLECTION:
@@ -151,7 +149,10 @@ class PrepZone:
         return sorted(c + "/" + n for c, n in rows)
 
     def user_type(self, name: str) -> Optional[str]:
-        rows = self._query(["USER_TYPE"], "USER_NAME = " + _quote(name))
+        cond = "USER_NAME = " + _quote(name)
+        if self.zone_name:
+            cond += " and USER_ZONE = " + _quote(self.zone_name)  # not a federated namesake
+        rows = self._query(["USER_TYPE"], cond)
         if not rows:
             return None
         first = rows[0]
@@ -162,11 +163,17 @@ class PrepZone:
         self._msi("delayExec", cond, rule_call, "")
 
     def remove_object(self, path: str) -> None:
-        # No forceFlag: the object goes to the service account's trash, like irm without -f.
-        self._msi("msiDataObjUnlink", "objPath=" + path, 0)
+        # forceFlag on an UNLINK means "not to the trash" (irm -f), never an overwrite. Only objects the
+        # service account made itself are removed (a refused unpack's members, a purged quarantined drop):
+        # left in its trash they would stay readable by OMERO's account and keep using storage.
+        self._msi("msiDataObjUnlink", "objPath={}++++forceFlag=".format(path), 0)
 
     def remove_collection(self, path: str) -> None:
-        self._msi("msiRmColl", path, "", 0)
+        """Remove an EMPTY collection (msiRmColl is recursive, so emptiness is checked first)."""
+        listing = self.list_collection(path)
+        if listing.collections or listing.data_objects:
+            raise error_for(-821000, path + " is not empty")
+        self._msi("msiRmColl", path, "forceFlag=", 0)
 
     # ------------------------------------------------------------------ bulk extraction (fast unpack path)
     def native_extract_resource(self, archive: str, configured: Optional[str]) -> Optional[str]:
@@ -217,7 +224,7 @@ class PrepZone:
             total = 0
             while total <= limit:
                 args = self._msi("msiDataObjRead", fd, min(65536, limit + 1 - total), irods_types.BytesBuf())
-                n = int(args[1])
+                n = int(args[2].len)  # the count read is the buffer's length; args[1] is what was asked
                 if n <= 0:
                     break
                 chunks.append(bytes(args[2].get_bytes()[:n]))
@@ -252,7 +259,3 @@ class PrepZone:
         plane, self._data_plane = self._data_plane, None
         if plane is not None and hasattr(plane, "close"):
             plane.close()
-
-
-def describe(ops: Sequence[MetaOp]) -> Dict[str, str]:
-    return {o.attribute: o.value for o in ops if o.operation == "add"}

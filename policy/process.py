@@ -45,8 +45,10 @@ def process_drop(zone: Zone, config: PolicyConfig, mapping: UserMapping, drop_id
         lock = acquire(zone, config, drop_id, break_lock=break_lock)
     except LockUnavailable as e:
         drop = config.landing_collection + "/" + drop_id
-        set_status(zone, drop, V.FAILED, "not processed: {}".format(e))
-        return Outcome(drop_id, V.FAILED, "not processed: {}".format(e), location=drop)
+        now = drop_status(zone, config, drop_id)
+        if now.location == drop and now.status not in V.FINAL_GOOD:  # only an unfinished landing record
+            set_status(zone, drop, V.FAILED, "not processed: {}".format(e))
+        return Outcome(drop_id, V.FAILED, "not processed: {}".format(e), location=now.location)
     if lock is None:
         now = drop_status(zone, config, drop_id)
         return Outcome(drop_id, now.status, "another run is processing this drop now (its lock {} is refreshed "

@@ -24,6 +24,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 RULE_ENGINE_CONTINUE = 5000000
 MANIFEST_SUFFIX = "/manifest.json"
 PROCESS_RULE = "omero_snapshots_process_drop"
+EMPTY_MANIFEST_DELAY = 60  # seconds a manifest that arrived empty is given to receive its bytes
 
 
 def default_config_dir(core_d_file: str) -> str:
@@ -101,12 +102,19 @@ class Entry:
             drop_id = path[len(cheap[0]):-len(MANIFEST_SUFFIX)]
             if "/" in drop_id:
                 return RULE_ENGINE_CONTINUE
-            user = str(rule_args[1].map().get("user_user_name", ""))
+            values = rule_args[1].map()
+            # python-irodsclient's create() closes an empty replica before the bytes are written, and that
+            # close fires this PEP too (the write's own close follows with the real size, and then finds the
+            # drop already queued). An empty manifest is therefore given time: its delayed rule waits.
+            empty = str(values.get("file_size", "")) == "0"
+            user = str(values.get("user_user_name", ""))
             from policy.trigger import on_manifest_arrival
 
             config = self.load()
             result = on_manifest_arrival(self.zone(callback, rei, config), config, drop_id, user,
-                                         "callback.{}('{}')".format(PROCESS_RULE, drop_id))
+                                         "callback.{}('{}')".format(PROCESS_RULE, drop_id),
+                                         delay_seconds=max(config.delay_seconds, EMPTY_MANIFEST_DELAY) if empty
+                                         else config.delay_seconds)
             self._log(callback, "manifest {}: {}".format(path, result))
         except Exception:  # noqa: BLE001 - a post-PEP must never fail an upload that stored data
             self._log(callback, "upload PEP error (upload itself is fine):\n" + traceback.format_exc()[-1500:])
@@ -186,8 +194,10 @@ class Entry:
     def list_snapshots(self, rule_args: List[Any], callback: Any, rei: Any) -> None:
         def run(zone: Any, config: Any, a: List[str]) -> Dict[str, Any]:
             from policy.listing import list_snapshots
+            from policy.placement import snapshot_root
 
-            return {"snapshots": [s.to_dict() for s in list_snapshots(zone, a[0])]}
+            root = snapshot_root(config.snapshot_root_template, config.zone, a[0])
+            return {"snapshots": [s.to_dict() for s in list_snapshots(zone, a[0], root)]}
         self._admin(rule_args, callback, rei, run, 1)
 
     def status(self, rule_args: List[Any], callback: Any, rei: Any) -> None:
@@ -267,7 +277,9 @@ class Entry:
                 result: Dict[str, Any] = {"ok": False, "error": "admin rules need a rodsadmin"}
             else:
                 core = sys.modules.get("core")
-                exports = [n for n in ("pep_resource_modified_post", PROCESS_RULE) if hasattr(core, n)]
+                # ours = bound to an Entry of this package (not a site's own function of the same name)
+                exports = [n for n in ("pep_resource_modified_post", PROCESS_RULE)
+                           if isinstance(getattr(getattr(core, n, None), "__self__", None), Entry)]
                 result = doctor(zone, self.config_path, self.load, self.load_mapping,
                                 exports if core is not None else None)
         except Exception as e:  # noqa: BLE001

@@ -8,6 +8,8 @@ the drop `queued` and schedules the delayed rule with only the drop id
 
 from __future__ import annotations
 
+from typing import Optional
+
 from policy import vocabulary as V
 from policy.config import PolicyConfig
 from policy.ingest import set_status
@@ -15,7 +17,8 @@ from policy.placement import is_safe_drop_id
 from policy.zone import Zone
 
 
-def on_manifest_arrival(zone: Zone, config: PolicyConfig, drop_id: str, uploader: str, rule_call: str) -> str:
+def on_manifest_arrival(zone: Zone, config: PolicyConfig, drop_id: str, uploader: str, rule_call: str,
+                        delay_seconds: Optional[int] = None) -> str:
     if uploader != config.service_account:
         return "ignored: uploaded by '{}', not by the service account '{}'; left untouched".format(
             uploader, config.service_account)
@@ -26,5 +29,5 @@ def on_manifest_arrival(zone: Zone, config: PolicyConfig, drop_id: str, uploader
     if status is not None:
         return "already {}: not scheduled again".format(status)
     set_status(zone, drop, V.QUEUED, None, {V.DROP_ID: drop_id})
-    zone.schedule(rule_call, config.delay_seconds)
+    zone.schedule(rule_call, config.delay_seconds if delay_seconds is None else delay_seconds)
     return "queued"

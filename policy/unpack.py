@@ -29,9 +29,9 @@ from typing import Any, BinaryIO, Dict, List, Optional, Set, Tuple
 from policy import vocabulary as V
 from policy.config import PolicyConfig
 from policy.errors import IrodsError, NotFound
-from policy.ingest import set_status
+from policy.ingest import hex_of_irods_sha2, set_status
 from policy.manifest import Manifest
-from policy.zone import COLLECTION, Avu, MetaOp, Zone
+from policy.zone import Avu, MetaOp, Zone
 
 CONTENT = "content"
 log = logging.getLogger("omero_snapshots.unpack")
@@ -43,13 +43,18 @@ class UnpackFailed(Exception):
         self.reason = reason
 
 
-def safety_limits(config: PolicyConfig) -> Any:
+MAX_IRODS_PATH_BYTES = 1087  # MAX_NAME_LEN (1088) minus the terminating NUL: a whole logical path
+
+
+def safety_limits(config: PolicyConfig, content: str = "") -> Any:
+    """The configured limits, with the member path capped so that content/<member> fits an iRODS path."""
     from policy.member_safety import SafetyLimits
 
     lim = config.limits
+    room = MAX_IRODS_PATH_BYTES - len(content.encode("utf-8")) - 1 if content else lim.max_member_path_bytes
     return SafetyLimits(max_members=lim.max_members, max_total_bytes=lim.max_total_bytes,
                         max_expansion_ratio=lim.max_expansion_ratio,
-                        max_member_path_bytes=lim.max_member_path_bytes,
+                        max_member_path_bytes=max(1, min(lim.max_member_path_bytes, room)),
                         max_member_name_bytes=lim.max_member_name_bytes,
                         case_insensitive_duplicates=config.unpack.case_insensitive_duplicates)
 
@@ -113,26 +118,14 @@ def _walk_objects(zone: Zone, top: str) -> Dict[str, int]:
     return out
 
 
-def _hex(irods_checksum: str) -> Optional[str]:
-    import base64
-    import binascii
-
-    if not irods_checksum.startswith("sha2:"):
-        return None
-    try:
-        return base64.b64decode(irods_checksum[5:], validate=True).hex()
-    except (ValueError, binascii.Error):
-        return None
-
-
 def _nfc(path: str) -> str:
     return unicodedata.normalize("NFC", path)
 
 
-def _verify(zone: Zone, content: str, members: List[Any], total_bytes: int) -> None:
+def _verify(zone: Zone, content: str, members: List[Any], total_bytes: int, guard: Any = None) -> None:
     """The objects under content/ are exactly the archive's members, byte for byte (iRODS' own checksums)."""
-    actual = {_nfc(k): k for k in _walk_objects(zone, content)}  # NFC key -> the name iRODS holds
     sizes = _walk_objects(zone, content)
+    actual = {_nfc(k): k for k in sizes}  # NFC key -> the name iRODS holds
     present = {key: sizes[name] for key, name in actual.items()}
     expected = {_nfc(m.path): m for m in members}
     if set(present) != set(expected):
@@ -144,9 +137,11 @@ def _verify(zone: Zone, content: str, members: List[Any], total_bytes: int) -> N
         raise UnpackFailed("content holds {} bytes, the archive's members {}".format(sum(present.values()),
                                                                                      total_bytes))
     for rel, m in sorted(expected.items()):
+        if guard is not None:
+            guard.beat()
         if present[rel] != m.size:
             raise UnpackFailed("member {!r}: {} bytes in iRODS, {} in the archive".format(rel, present[rel], m.size))
-        got = _hex(zone.checksum(content + "/" + actual[rel]))
+        got = hex_of_irods_sha2(zone.checksum(content + "/" + actual[rel]))
         if got != m.sha256:
             raise UnpackFailed("member {!r}: iRODS checksum {} differs from the archive's sha256 {}; the archive "
                                "changed during unpacking".format(rel, got, m.sha256))
@@ -178,17 +173,22 @@ def _can_fast_path(zone: Zone, config: PolicyConfig, manifest: Manifest, archive
 
 def _stream(zone: Zone, config: PolicyConfig, archive: str, content: str, guard: Any = None) -> Any:
     from policy.archive_stream import stream_unpack
+    from policy.errors import InvalidInput
 
     sink = ZoneSink(zone, content, guard)
-    with zone.open_read(archive) as src:
-        return stream_unpack(src, sink, safety_limits(config))
+    try:
+        with zone.open_read(archive) as src:
+            return stream_unpack(src, sink, safety_limits(config, content))
+    except InvalidInput as e:
+        # iRODS refused a name our rules let through: an input problem, not a transient one
+        raise UnpackFailed("iRODS refused a member's name or path ({})".format(e)) from None
 
 
 def _fast(zone: Zone, config: PolicyConfig, archive: str, content: str, resource: str) -> Any:
     from policy.archive_stream import scan_archive
 
     with zone.open_read(archive) as src:
-        report = scan_archive(src, safety_limits(config))
+        report = scan_archive(src, safety_limits(config, content))
     if report.refusal is not None:
         return report
     zone.native_extract(archive, content, resource)  # type: ignore[attr-defined]
@@ -220,6 +220,7 @@ def unpack_step(zone: Zone, config: PolicyConfig, manifest: Manifest, snapshot: 
         if resource:
             try:
                 report = _fast(zone, config, archive, content, resource)
+                guard.beat()
             except IrodsError as e:
                 remove_tree(zone, content)
                 note = "native extraction failed ({}), unpacked by streaming instead".format(e.name)
@@ -233,7 +234,7 @@ def unpack_step(zone: Zone, config: PolicyConfig, manifest: Manifest, snapshot: 
             raise UnpackFailed("the archive read during unpacking has sha256 {}, the manifest says {}".format(
                 report.archive_sha256, manifest.archive.sha256))
         guard.beat()
-        _verify(zone, content, list(report.members), report.total_bytes)
+        _verify(zone, content, list(report.members), report.total_bytes, guard)
     except UnpackFailed as e:
         guard.check()
         remove_tree(zone, content)
@@ -255,10 +256,3 @@ def unpack_step(zone: Zone, config: PolicyConfig, manifest: Manifest, snapshot: 
     final_note = "complete; note: " + "; ".join(notes) if notes else None
     set_status(zone, snapshot, V.COMPLETE, final_note)
     return V.COMPLETE, final_note
-
-
-def content_path(snapshot: str) -> str:
-    return snapshot + "/" + CONTENT
-
-
-__all__ = ["unpack_step", "remove_tree", "ZoneSink", "COLLECTION"]

@@ -174,6 +174,8 @@ class SimCatalog:
 
     @staticmethod
     def _check_path(path: str) -> None:
+        if len(path.encode("utf-8")) > 1087:  # MAX_NAME_LEN; the code a real server gives was not probed
+            raise error_for(-130000, "path longer than 1087 bytes")
         if not path.startswith("/") or "//" in path or (path != "/" and path.endswith("/")):
             raise error_for(-317000, "bad path {!r}".format(path))
         if any(part in (".", "..") for part in path.split("/")):

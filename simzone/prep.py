@@ -363,8 +363,7 @@ class FakeCallback:
         data = d.reader.read(int(a[1]))
         buf = a[2] if isinstance(a[2], prep_types.BytesBuf) else prep_types.BytesBuf()
         buf.set_buffer(data)
-        a[1] = len(data)
-        a[2] = buf
+        a[2] = buf  # the count read is buf.len; input 2 keeps the length asked for (as on the server)
         return a
 
     def _msi_msiDataObjClose(self, a: List[Any]) -> List[Any]:  # noqa: N802
@@ -430,7 +429,9 @@ class FakeCallback:
         return a
 
     def _msi_msiRmColl(self, a: List[Any]) -> List[Any]:  # noqa: N802
-        self._cat.remove_collection(self._user, a[0], recursive=False)
+        # msiRmColl always adds the recursive keyword (reDataObjOpr.cpp); forceFlag skips the trash,
+        # which the simulation does not model (removal is immediate either way).
+        self._cat.remove_collection(self._user, a[0], recursive=True)
         a[2] = 0
         return a
 

@@ -208,8 +208,10 @@ _COLUMNS = {
     "DATA_OWNER_NAME": "o.owner",
     "DATA_ACCESS_NAME": "da.level",
     "COLL_ACCESS_NAME": "ca.level",
+    "COLL_USER_NAME": "ca.user",  # r_coll_user_main: the user an r_coll_access row is about
     "USER_NAME": "u.name",
     "USER_TYPE": "u.type",
+    "USER_ZONE": "(SELECT value FROM meta WHERE key = 'zone')",
     "META_COLL_ATTR_NAME": "cm.attr",
     "META_COLL_ATTR_VALUE": "cm.value",
     "META_COLL_ATTR_UNITS": "cm.units",
@@ -254,7 +256,12 @@ def _genquery_sql(columns: Sequence[str], conditions: str) -> Any:
     for col in columns:
         if col not in _COLUMNS:
             raise RuntimeError("[iRods__Error__Code:-130000] [-]\tsimulated genquery has no column " + col)
-    prefixes = {_COLUMNS[c].split(".")[0] for c in used}
+    prefixes = {_COLUMNS[c].split(".")[0] for c in used if not _COLUMNS[c].startswith("(")}
+    if "ca" in prefixes and "u" in prefixes:
+        # GenQuery1 links R_USER_MAIN only to data-object access: a real server answers this with the users
+        # of the collection's DATA OBJECTS (nothing for an empty collection). Refuse rather than answer right.
+        raise RuntimeError("[iRods__Error__Code:-130000] [-]\tsimulated genquery: USER_NAME/USER_TYPE with "
+                           "COLL_ACCESS_* does not give a collection's ACL on a real server; use COLL_USER_NAME")
     data_side = bool(prefixes & {"o", "da", "dm"})
     joins = []
     if data_side:

@@ -62,3 +62,29 @@ print("ok")
 """.format(path=os.path.join(ROOT, "core.py.d", "omero_snapshots.py"))
     proc = _run(code)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
+
+
+def test_loader_survives_a_broken_module_and_keeps_a_sites_own_rule(tmp_path) -> None:
+    import shutil
+
+    etc = tmp_path / "etc"
+    (etc / "core.py.d").mkdir(parents=True)
+    shutil.copy(os.path.join(ROOT, "core.py.d", "omero_snapshots.py"), etc / "core.py.d" / "omero_snapshots.py")
+    (etc / "core.py.d" / "aaa_broken.py").write_text("raise RuntimeError('broken on purpose')\n")
+    loader = open(os.path.join(ROOT, "core.py.d", "core_py_loader.py.txt")).read()
+    (etc / "core.py").write_text("def pep_resource_modified_post(rule_args, callback, rei):\n    return 'site'\n\n"
+                                 + loader)
+    code = """
+import importlib.util
+spec = importlib.util.spec_from_file_location("core", {path!r})
+core = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(core)
+assert core.pep_resource_modified_post(None, None, None) == "site"
+assert hasattr(core, "omero_snapshots_process_drop")
+assert not [n for n in vars(core) if n.startswith("_omero_snapshots")]
+print("ok")
+""".format(path=str(etc / "core.py"))
+    proc = subprocess.run([sys.executable, "-c", "import sys; sys.path.insert(0, {!r})\n".format(ROOT) + code],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
+    assert "aaa_broken.py not loaded" in proc.stderr and "pep_resource_modified_post not exported" in proc.stderr

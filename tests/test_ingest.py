@@ -321,3 +321,23 @@ def test_quarantine_name_clash_keeps_both(dep: Any) -> None:
     st = drop_status(dep.admin(), dep.config, drop_id)
     assert st.status == "quarantined"
     assert dep.catalog.exists(q + "/" + drop_id + "-2/transfer.tar")
+
+
+def test_a_manifest_that_arrives_empty_is_given_time(dep: Any) -> None:
+    """python-irodsclient's create() closes an empty replica first: that PEP must not rush the drop."""
+    from simzone.prep import PepOutcome
+
+    archive = FIXTURES["image_tar"]
+    drop_id, _ = drop(dep, archive, run=False)
+    # the manifest's first close happened at size 0 in this scenario: what was scheduled then?
+    dep.catalog.db.execute("DELETE FROM delay")
+    dep.catalog.apply_metadata(SVC, json.dumps({"entity_name": dep.config.landing_collection + "/" + drop_id,
+                                                "entity_type": "collection", "operations": [
+                                                    {"operation": "remove", "attribute": V.STATUS,
+                                                     "value": "queued", "units": ""}]}))
+    path = dep.config.landing_collection + "/" + drop_id + "/manifest.json"
+    dep.server.fire_write_peps(path, SVC, 0, "prc", PepOutcome())
+    rows = [r for r in dep.catalog.delay_rows() if r[4] == "pending"]
+    assert len(rows) == 1 and "<PLUSET>60s</PLUSET>" in rows[0][2]
+    dep.run_delay_server()
+    assert drop_status(dep.admin(), dep.config, drop_id).status == "placed"
