@@ -25,6 +25,7 @@ import tempfile
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
+from omero_client.archive_check import check_archive
 from omero_client.pack import ObjectList, Unpacker
 from omero_client.progress import ProgressCallback, human_bytes, terminal_progress
 from omero_client.snapshots import LOADABLE, provenance_problem
@@ -87,8 +88,18 @@ def load(zone: Zone, snapshot_path: str, current_omero_user: str, omero_server: 
         raise LoadRefused("{} records no usable archive name".format(path))
     if fmt not in UNPACKABLE or not name.lower().endswith(UNPACKABLE[fmt]):
         raise LoadRefused("{} holds a {!r} archive; OMERO can load back only tar and zip archives".format(path, fmt))
-    size = int(V.first(avus, V.ARCHIVE_SIZE) or -1)
-    sha256 = V.first(avus, V.ARCHIVE_SHA256) or ""
+    # What to expect comes from the landing record, which only the service account can write: the
+    # snapshot's own AVUs are its owner's to change, and so is its transfer.tar.
+    try:
+        record = V.as_dict(zone.metadata(landing + "/" + (V.first(avus, V.DROP_ID) or "")))
+    except IrodsError:
+        record = {}
+    size_text = (record.get(V.ARCHIVE_SIZE) or [""])[0]
+    sha256 = (record.get(V.ARCHIVE_SHA256) or [""])[0]
+    if not size_text.isdigit() or len(sha256) != 64:
+        raise LoadRefused("{} was saved before its landing record kept the archive's checksum; OMERO cannot "
+                          "verify it: ask the iRODS facility to load it for you".format(path))
+    size = int(size_text)
 
     bar = terminal_progress("download") if progress is None else None  # library use from a terminal
     progress = progress or bar
@@ -102,6 +113,10 @@ def load(zone: Zone, snapshot_path: str, current_omero_user: str, omero_server: 
                                   path, got_size, size))
         if bar is not None:
             bar.finish()
+        refusal = check_archive(local)
+        if refusal is not None:
+            raise LoadRefused("the archive of {} is not safe to extract on the OMERO server: {}; tell the iRODS "
+                              "facility".format(path, refusal.reason()))
         new = unpacker.unpack(local)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

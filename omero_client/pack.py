@@ -93,12 +93,19 @@ def _session_args(client: Any) -> List[str]:
 
 
 @contextlib.contextmanager
-def _private_session_dir(parent: Optional[str]) -> Iterator[str]:
-    """A 0700 OMERO_SESSIONDIR for the duration of one CLI call, removed afterwards."""
+def _private_session_dir(parent: Optional[str], client: Any = None) -> Iterator[str]:
+    """A 0700 OMERO_SESSIONDIR for the duration of one CLI call, removed afterwards.
+
+    omero-cli-transfer starts CLI commands of its own (download, export, import) with no login
+    arguments: they use the session store's CURRENT session. Joining with -k does not make a key
+    current, so the store is seeded with the script's session and marked current.
+    """
     path = tempfile.mkdtemp(prefix="omero-cli-sessions-", dir=parent)
     old = os.environ.get("OMERO_SESSIONDIR")
     os.environ["OMERO_SESSIONDIR"] = path
     try:
+        if client is not None:
+            _seed_session_store(path, client)
         yield path
     finally:
         if old is None:
@@ -106,6 +113,20 @@ def _private_session_dir(parent: Optional[str]) -> Iterator[str]:
         else:
             os.environ["OMERO_SESSIONDIR"] = old
         shutil.rmtree(path, ignore_errors=True)
+
+
+def _seed_session_store(path: str, client: Any) -> None:
+    try:
+        from omero.util.sessions import SessionsStore
+    except ImportError:  # no omero-py (tests with a fake CLI): nothing to seed
+        return
+    host = str(client.getProperty("omero.host") or "localhost")
+    port = str(client.getProperty("omero.port") or "4064")
+    user = client.getSession().getAdminService().getEventContext().userName
+    store = SessionsStore(path)
+    props = {"omero.port": port}
+    store.add(host, user, client.getSessionId(), props)
+    store.set_current(host, user, client.getSessionId(), props)
 
 
 def _default_cli() -> Any:
@@ -116,18 +137,23 @@ def _default_cli() -> Any:
     return cli
 
 
-def _run_cli(cli_factory: Callable[[], Any], args: List[str], what: str, scratch: Optional[str]) -> None:
+def _run_cli(cli_factory: Callable[[], Any], args: List[str], what: str, scratch: Optional[str],
+             client: Any = None) -> None:
     """Run one omero CLI command; turn a non-zero exit into PackError without echoing the arguments."""
+    secret = str(client.getSessionId()) if client is not None else ""
     cli = cli_factory()
-    with _private_session_dir(scratch):
+    with _private_session_dir(scratch, client):
         try:
             cli.invoke(args, strict=True)
         except SystemExit as e:  # the CLI exits on argument errors
             raise PackError("{} failed (exit {})".format(what, e.code)) from None
         except Exception as e:
             rv = getattr(e, "rv", None)
-            raise PackError("{} failed{}: {}".format(what, "" if rv is None else " (exit {})".format(rv),
-                                                     type(e).__name__)) from None
+            detail = str(e)[:300]
+            if secret:
+                detail = detail.replace(secret, "<session>")  # never show the session key
+            raise PackError("{} failed{}: {}{}".format(what, "" if rv is None else " (exit {})".format(rv),
+                                                       type(e).__name__, ": " + detail if detail else "")) from None
         finally:
             close = getattr(cli, "close", None)
             if close is not None:
@@ -160,7 +186,7 @@ class CliTransferPacker:
             raise ValueError("the packet folder {} already exists".format(folder))
         args = _session_args(self.client) + ["transfer", "pack", "--binaries", "all", spec, folder]
         log.info("packing %s into %s", spec, folder)
-        _run_cli(self.cli_factory, args, "omero transfer pack " + spec, os.path.dirname(folder))
+        _run_cli(self.cli_factory, args, "omero transfer pack " + spec, os.path.dirname(folder), self.client)
         if not os.path.isdir(folder):
             raise PackError("omero transfer pack {} wrote no packet folder (omero-cli-transfer older than 1.3.0 "
                             "writes an archive instead; install 1.3.0 or later)".format(spec))
@@ -188,7 +214,7 @@ class CliTransferUnpacker:
         query = self.client.getSession().getQueryService()
         before = self._max_ids(query)
         args = _session_args(self.client) + ["transfer", "unpack", path]
-        _run_cli(self.cli_factory, args, "omero transfer unpack", os.path.dirname(path))
+        _run_cli(self.cli_factory, args, "omero transfer unpack", os.path.dirname(path), self.client)
         return self._new_objects(query, md5, before)
 
     @staticmethod

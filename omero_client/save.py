@@ -327,13 +327,14 @@ def save_message(status: DropStatus, who: Who, size: int, landing: str, zone_lab
     ref = "drop {}".format(status.drop_id)
     where = _where(zone_label)
     if status.status in (V.PLACED_STATE, V.COMPLETE):
-        done = "complete" if status.status == V.COMPLETE else "placed (the archive is stored; it is not unpacked)"
+        done = "complete" if status.status == V.COMPLETE else "placed (the archive is stored)"
         return ("Saved to {}: {}\nOwner: iRODS user '{}'. Status: {}. Archive: {}.\n"
                 "It is listed by 'List iRODS Snapshots' and can be loaded back with 'Load from iRODS'.".format(
                     where, status.snapshot, status.irods_user, done, human_bytes(size)))
     if status.status == V.FAILED:
-        return ("Saved to {}, but the server could not unpack it: {}\nSnapshot: {} (owner: iRODS user '{}'); "
-                "the archive itself is intact and can still be loaded back.\nTell the iRODS facility ({}).".format(
+        return ("Saved to {}, but the server refused to unpack it: {}\nSnapshot: {} (owner: iRODS user '{}'); "
+                "the archive is kept intact in iRODS for the facility to examine, but it cannot be loaded back "
+                "into OMERO.\nTell the iRODS facility ({}).".format(
                     where, status.reason or "no reason given", status.snapshot, status.irods_user, ref))
     if status.status == V.QUARANTINED:
         return ("Not saved: {} refused the snapshot (quarantined).\nWhy: {}\n{}\nThe upload is kept intact at {} "

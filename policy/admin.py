@@ -73,7 +73,8 @@ def purge(zone: Zone, config: PolicyConfig, drop_id: str, confirm: str) -> Dict[
 
 # ---------------------------------------------------------------------- doctor
 def doctor(zone: Zone, config_path: str, load: Callable[[], PolicyConfig], mapping_loader: Callable[[Any], Any],
-           core_exports: Optional[List[str]] = None) -> Dict[str, Any]:
+           core_exports: Optional[List[str]] = None,
+           data_plane: Optional[Callable[[PolicyConfig], str]] = None) -> Dict[str, Any]:
     """Self-check for the admin: every line says ok or what is wrong."""
     checks: List[Dict[str, Any]] = []
 
@@ -111,6 +112,13 @@ def doctor(zone: Zone, config_path: str, load: Callable[[], PolicyConfig], mappi
         check("rules loaded", not missing, "core exports our PEP and the delayed rule" if not missing else
               "not ours or missing in core: {} (check the loader lines in /etc/irods/core.py; a rule core.py "
               "defines itself is kept: call ours from it)".format(", ".join(missing)))
+    if data_plane is not None:
+        try:
+            check("data plane", True, data_plane(config))
+        except Exception as e:  # noqa: BLE001 - reported, not raised
+            check("data plane", False, "the in-server python-irodsclient session as {} failed ({}: {}); unpacking "
+                  "needs it: check ~irods/.irods/irods_environment.json and its .irodsA (docs/install.md)".format(
+                      config.service_account, type(e).__name__, str(e)[:200]))
     pending = _stale_delayed_rules(zone)
     if pending is not None:
         check("delay server", pending == 0, "no delayed rule of ours waits more than 10 minutes" if pending == 0 else

@@ -388,7 +388,10 @@ def ingest_drop(zone: Zone, config: PolicyConfig, mapping: UserMapping, drop_id:
         # a snapshot's owner can edit the snapshot's AVUs, so OMERO checks ownership against this.
         set_status(zone, drop, V.PROCESSING, None, {V.SNAPSHOT_PATH: snapshot, V.IRODS_USER: irods_user,
                                                     V.DROP_ID: drop_id, V.OMERO_USER: manifest.who.omero_user,
-                                                    V.OMERO_SERVER: manifest.who.omero_server})
+                                                    V.OMERO_SERVER: manifest.who.omero_server,
+                                                    V.ARCHIVE_NAME: manifest.archive.name,
+                                                    V.ARCHIVE_SIZE: str(manifest.archive.size),
+                                                    V.ARCHIVE_SHA256: manifest.archive.sha256})
     else:
         snapshot = snap_recorded
         irods_user = V.first(current, V.IRODS_USER) or ""

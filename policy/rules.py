@@ -281,7 +281,8 @@ class Entry:
                 exports = [n for n in ("pep_resource_modified_post", PROCESS_RULE)
                            if isinstance(getattr(getattr(core, n, None), "__self__", None), Entry)]
                 result = doctor(zone, self.config_path, self.load, self.load_mapping,
-                                exports if core is not None else None)
+                                exports if core is not None else None,
+                                data_plane=lambda config: _check_data_plane(callback, config))
         except Exception as e:  # noqa: BLE001
             self._log(callback, traceback.format_exc()[-1500:])
             result = {"ok": False, "error": str(e)}
@@ -321,6 +322,21 @@ class Entry:
 
             return purge(zone, config, a[0], a[1] if len(a) > 1 else "")
         self._as_service_account(rule_args, callback, rei, run)
+
+
+def _check_data_plane(callback: Any, config: Any) -> str:
+    """Open the data-plane session the delayed rule would use, as the service account, and stat the landing."""
+    sim = getattr(type(callback), "sim_data_plane", None)
+    if sim is not None:
+        return "simulated data plane"
+    from policy.prc_zone import in_server_session_zone
+
+    zone = in_server_session_zone(config.service_account, config.zone)
+    try:
+        zone.stat(config.landing_collection)
+    finally:
+        zone.close()
+    return "python-irodsclient session as {} reaches {}".format(config.service_account, config.landing_collection)
 
 
 def bind(config_dir: str) -> Entry:

@@ -277,7 +277,7 @@ def test_irods_packages_and_python_plugin_are_pinned_to_the_same_irods_release(c
     assert plugin, "the Python rule engine plugin is installed with a pinned version"
     plugin_version, _, rest = plugin.partition("-")
     # The plugin package is built against one exact iRODS release: "+<irods version>~<codename>".
-    assert rest == "{}+{}~{}".format(revision, irods_version, codename), plugin
+    assert rest == "{}+{}~{}".format(env["IRODS_PYTHON_PLUGIN_PACKAGE_REVISION"], irods_version, codename), plugin
     assert plugin_version == env["IRODS_PYTHON_PLUGIN_VERSION"]
     assert plugin_version.split(".")[:2] == irods_version.split(".")[:2], "same iRODS release series"
     assert "apt-mark hold" in text

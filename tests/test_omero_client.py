@@ -153,6 +153,11 @@ class FakeClient:
     def getSessionId(self) -> str:  # noqa: N802
         return SESSION_KEY
 
+    def getSession(self) -> Any:  # noqa: N802
+        ec = SimpleNamespace(userName="jdoe")
+        admin = SimpleNamespace(getEventContext=lambda: ec)
+        return SimpleNamespace(getAdminService=lambda: admin)
+
 
 class FakeConn:
     def __init__(self, user: str = "jdoe") -> None:
@@ -483,12 +488,19 @@ class FakeCli:
         self.make = make
         self.invoked: List[List[str]] = []
         self.sessiondir: Optional[str] = None
+        self.current: Any = None
         self.closed = False
 
     def invoke(self, args: List[str], strict: bool = False) -> None:
         self.invoked.append(list(args))
         self.sessiondir = os.environ.get("OMERO_SESSIONDIR")
         assert self.sessiondir and os.path.isdir(self.sessiondir)
+        try:  # what omero-cli-transfer's own CLI commands (download, import) will log in with
+            from omero.util.sessions import SessionsStore
+
+            self.current = SessionsStore(self.sessiondir).get_current()
+        except ImportError:
+            self.current = None
         if self.rv:
             err = RuntimeError("NonZeroReturnCode")
             err.rv = self.rv  # type: ignore[attr-defined]
@@ -518,6 +530,12 @@ def test_cli_transfer_packer_joins_the_session_and_packs_to_a_folder(tmp_path: A
     assert cli.invoked == [["-q", "-s", "omero.example.org", "-p", "4064", "-k", SESSION_KEY,
                             "transfer", "pack", "--binaries", "all", "Dataset:3,4", folder]]
     assert cli.closed and cli.sessiondir and not os.path.exists(cli.sessiondir)
+    try:
+        import omero.util.sessions  # noqa: F401
+    except ImportError:
+        pass
+    else:  # the store the CLI sees has the script's session as its CURRENT one (host, user, key, port)
+        assert cli.current == ("omero.example.org", "jdoe", SESSION_KEY, "4064"), cli.current
     assert "OMERO_SESSIONDIR" not in os.environ or os.environ["OMERO_SESSIONDIR"] != cli.sessiondir
     failing = CliTransferPacker(FakeClient(), cli_factory=lambda: FakeCli(rv=3))
     with pytest.raises(PackError, match=r"exit 3") as e:
@@ -716,3 +734,35 @@ def test_an_owner_retagging_a_snapshot_cannot_hand_it_to_someone_else(d: Any, wo
         load(svc_zone(d), mine.snapshot, "bsmith", OMERO_SERVER, unpacker, workdir,
              landing=d.config.landing_collection)
     assert unpacker.calls == []
+
+
+def test_an_owner_swapping_the_archive_and_its_checksum_avu_cannot_get_it_loaded(d: Any, workdir: str) -> None:
+    mine = do_save(d, workdir)
+    alice = d.zone_as("alice")
+    evil = b"not the archive OMERO saved"
+    alice.remove_object(mine.snapshot + "/transfer.tar")
+    with alice.open_new(mine.snapshot + "/transfer.tar") as f:
+        f.write(evil)
+    alice.set_acl(mine.snapshot + "/transfer.tar", SVC, "read")
+    old = V.first(alice.metadata(mine.snapshot), V.ARCHIVE_SHA256)
+    alice.apply_metadata(mine.snapshot, [V.MetaOp("remove", V.ARCHIVE_SHA256, old or ""),
+                                         V.MetaOp("add", V.ARCHIVE_SHA256, hashlib.sha256(evil).hexdigest())])
+    unpacker = FakeUnpacker()
+    with pytest.raises(LoadRefused, match="changed in iRODS"):
+        load(svc_zone(d), mine.snapshot, "jdoe", OMERO_SERVER, unpacker, workdir,
+             landing=d.config.landing_collection)
+    assert unpacker.calls == []
+
+
+@pytest.mark.parametrize("name", ["traversal", "absolute", "symlink", "hardlink", "chardev", "zip_slip"])
+def test_archive_check_refuses_what_unpack_archive_would_follow(tmp_path: Any, name: str) -> None:
+    import archive_corpus as corpus
+
+    from omero_client.archive_check import check_archive
+
+    data, rule = corpus.HOSTILE[name]()
+    path = tmp_path / ("a.zip" if data[:2] == b"PK" else "a.tar")
+    path.write_bytes(data)
+    refusal = check_archive(str(path))
+    assert refusal is not None and refusal.rule == rule, refusal
+    assert check_archive(FIXTURES["image_tar"]) is None and check_archive(FIXTURES["plate_zip"]) is None

@@ -71,6 +71,10 @@ class ShellClient:
     def __init__(self) -> None:
         self.outputs: Dict[str, Any] = {}
         self.closed = 0
+        self.keepalive = 0
+
+    def enableKeepAlive(self, seconds: int) -> None:  # noqa: N802
+        self.keepalive = seconds
 
     def setOutput(self, key: str, value: Any) -> None:  # noqa: N802 (omero's name)
         self.outputs[key] = value
@@ -100,6 +104,7 @@ def test_script_shell_sets_message_and_always_closes_the_session(monkeypatch: An
     runpy.run_path(os.path.join(SCRIPTS, name), run_name="__main__")
     assert calls == [(client, conn)]
     assert client.closed == 1
+    assert client.keepalive == 60  # a long transfer must not let the job's session idle out
     message = unwrap(client.outputs["Message"])
     assert message == ("done: " + name if not fail else message)
     if fail:

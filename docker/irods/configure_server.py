@@ -25,6 +25,7 @@ import os
 import re
 import sys
 import tempfile
+import time
 
 PYTHON_INSTANCE = "irods_rule_engine_plugin-python-instance"
 PYTHON_PLUGIN = "irods_rule_engine_plugin-python"
@@ -144,11 +145,12 @@ def client_environment(host, port, zone, user, auth_file):
     }
 
 
-def scrambled_password(password, uid):
-    # The same scrambling iinit writes to .irodsA; it is keyed on the reader's uid.
+def scrambled_password(password, uid, mtime):
+    # The same scrambling iinit writes to .irodsA; it is keyed on the reader's uid and on the file's
+    # modification time (the reader wants them within seconds of each other: the file gets mtime too).
     from irods.password_obfuscation import encode
 
-    return encode(password, uid=uid)
+    return encode(password, uid=uid, mtime=mtime)
 
 
 def write_client_env(directory, host, port, zone, user, password, uid, gid=0, consumer_dir=None):
@@ -157,7 +159,10 @@ def write_client_env(directory, host, port, zone, user, password, uid, gid=0, co
     os.chmod(directory, 0o700)
     env = client_environment(host, port, zone, user, os.path.join(consumer_dir, ".irodsA"))
     _write_json(os.path.join(directory, "irods_environment.json"), env, mode=0o400, uid=uid, gid=gid)
-    _write_text(os.path.join(directory, ".irodsA"), scrambled_password(password, uid), mode=0o400, uid=uid, gid=gid)
+    when = int(time.time())
+    auth = os.path.join(directory, ".irodsA")
+    _write_text(auth, scrambled_password(password, uid, when), mode=0o400, uid=uid, gid=gid)
+    os.utime(auth, (when, when))
     # Last: only uid may enter the directory, and nobody may change what is in it.
     os.chown(directory, uid, gid)
     os.chmod(directory, 0o500)

@@ -155,4 +155,7 @@ done
 # ------------------------------------------------------------------ 4. foreground
 touch "$READY_MARKER"
 log "iRODS ${IRODS_ZONE_NAME} ready; starting the server in the foreground"
-exec runuser -u irods -- env -i HOME=/var/lib/irods PATH="$CLEAN_PATH" LANG=C.UTF-8 irodsServer --stdout
+# setpriv, not runuser: runuser would answer docker's SIGTERM with a SIGKILL seconds later, cutting the
+# server's graceful shutdown short; setpriv execs the server itself, which then gets the signal.
+exec setpriv --reuid=irods --regid=irods --init-groups \
+    env -i HOME=/var/lib/irods PATH="$CLEAN_PATH" LANG=C.UTF-8 irodsServer --stdout

@@ -22,6 +22,7 @@ def main():
         contact="your OMERO/iRODS facility",
     )
     try:
+        client.enableKeepAlive(60)  # a long transfer makes no OMERO calls: keep the job's session alive
         from omero_client import script_support
 
         conn = BlitzGateway(client_obj=client)
