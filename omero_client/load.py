@@ -120,8 +120,16 @@ def load(zone: Zone, snapshot_path: str, current_omero_user: str, omero_server: 
         new = unpacker.unpack(local)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    return LoadResult(snapshot=path, archive_size=got_size, new_objects=new,
-                      message=load_message(path, got_size, new, zone_label))
+    message = load_message(path, got_size, new, zone_label)
+    # The server counted the packet's images when it unpacked it; omero-cli-transfer's own imports fail
+    # silently, so fewer new images than that means a partial load the researcher must know about.
+    expected = (V.as_dict(avus).get(V.NS + "packet.image_count") or [""])[0]
+    got_images = sum(1 for t, _ in new if t == "Image")
+    if expected.isdigit() and new and got_images < int(expected):
+        message += ("\nINCOMPLETE: {} of the {} images in the snapshot were imported; remove the new objects "
+                    "above before trying again, and tell the facility if it happens again.".format(
+                        got_images, expected))
+    return LoadResult(snapshot=path, archive_size=got_size, new_objects=new, message=message)
 
 
 def _download(zone: Zone, src: str, dst: str, expected: int, progress: Optional[ProgressCallback]) -> Tuple[int, str]:

@@ -766,3 +766,13 @@ def test_archive_check_refuses_what_unpack_archive_would_follow(tmp_path: Any, n
     refusal = check_archive(str(path))
     assert refusal is not None and refusal.rule == rule, refusal
     assert check_archive(FIXTURES["image_tar"]) is None and check_archive(FIXTURES["plate_zip"]) is None
+
+
+def test_a_partial_load_says_so(d: Any, workdir: str) -> None:
+    mine = do_save(d, workdir)  # the image packet: its transfer.xml holds one image
+    full = load(svc_zone(d), mine.snapshot, "jdoe", OMERO_SERVER, FakeUnpacker(), workdir,
+                landing=d.config.landing_collection)
+    assert "INCOMPLETE" not in full.message
+    partial = load(svc_zone(d), mine.snapshot, "jdoe", OMERO_SERVER, FakeUnpacker(new=[("Dataset", 9)]), workdir,
+                   landing=d.config.landing_collection)
+    assert "INCOMPLETE: 0 of the 1 images" in partial.message
