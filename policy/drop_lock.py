@@ -23,7 +23,7 @@ from typing import Callable, Optional
 from policy import vocabulary as V
 from policy.config import PolicyConfig
 from policy.errors import AlreadyExists, NotFound
-from policy.zone import COLLECTION, MetaOp, Zone
+from policy.zone import COLLECTION, MetaOp, Zone, owns
 
 LOCKS = ".locks"
 EXPIRES = V.NS + "lock_expires"
@@ -121,11 +121,10 @@ def acquire(zone: Zone, config: PolicyConfig, drop_id: str, break_lock: bool = F
     """The held lock; None when another live run holds it (or, with break_lock, only after taking it over)."""
     locks = config.landing_collection + "/" + LOCKS
     zone.create_collection(locks, recursive=True)
-    st = zone.stat(locks)
-    if st.kind != COLLECTION or (st.owner and st.owner != zone.user):
-        raise LockUnavailable("{} belongs to '{}', not to the service account '{}': someone else can write into "
-                              "the landing collection; the admin must remove it and restrict the landing "
-                              "collection to the service account".format(locks, st.owner, zone.user))
+    if zone.stat(locks).kind != COLLECTION or not owns(zone, locks, zone.user):
+        raise LockUnavailable("{} is not owned by the service account '{}': someone else can write into the "
+                              "landing collection; the admin must remove it and restrict the landing collection "
+                              "to the service account".format(locks, zone.user))
     path = lock_path(config, drop_id)
     ttl = config.limits.lock_seconds
     t = time.time() if now is None else now

@@ -25,7 +25,7 @@ from policy.identity import resolve_identity
 from policy.manifest import Manifest, ManifestError, parse_manifest
 from policy.mapping import UserMapping
 from policy.placement import PlacementError, candidate, is_safe_drop_id, snapshot_name, snapshot_root
-from policy.zone import COLLECTION, DATA_OBJECT, Avu, Zone, basename_of, exists
+from policy.zone import COLLECTION, DATA_OBJECT, Avu, Zone, basename_of, exists, owns
 
 POLICY_VERSION = "1"
 MANIFEST_NAME = "manifest.json"
@@ -127,7 +127,7 @@ def quarantine(zone: Zone, config: PolicyConfig, drop_id: str, reason: str, rule
     set_status(zone, src, V.QUARANTINED, reason, {V.DROP_ID: drop_id, NS_RULE: rule})
     qroot = config.quarantine_collection
     zone.create_collection(qroot, recursive=True)
-    if not _owner_is(zone, qroot, zone.user):
+    if not owns(zone, qroot, zone.user):
         note = ("{} (the drop stays in {}: {} is not owned by the service account, so someone else can write into "
                 "the landing collection; the admin must remove it and restrict the landing collection)"
                 .format(reason, src, qroot))
@@ -212,12 +212,9 @@ def validate_drop(zone: Zone, config: PolicyConfig, drop_id: str) -> Manifest:
 def _foreign_objects(zone: Zone, config: PolicyConfig, drop_id: str) -> List[str]:
     """Objects in the drop not owned by the service account: somebody else wrote into the landing zone."""
     drop = config.landing_collection + "/" + drop_id
-    bad = []
-    st = zone.stat(drop)
-    if st.owner and st.owner != config.service_account:
-        bad.append(drop)
+    bad = [] if owns(zone, drop, config.service_account) else [drop]
     for obj in zone.list_collection(drop).data_objects:
-        if obj.owner and obj.owner != config.service_account:
+        if obj.owner != config.service_account:
             bad.append(obj.path)
     return bad
 
@@ -292,7 +289,7 @@ def _make_staging(zone: Zone, root: str, drop_id: str) -> str:
         try:
             zone.create_collection(staging, recursive=False)
         except AlreadyExists:
-            if not _owner_is(zone, staging, zone.user):
+            if not owns(zone, staging, zone.user):
                 continue  # somebody else's collection that merely looks like ours: leave it alone
         zone.apply_metadata(staging, V.add_missing_ops(zone.metadata(staging), [
             Avu(V.DROP_ID, drop_id), Avu(V.STATUS, V.PROCESSING)]))
@@ -312,10 +309,6 @@ def _move_in(zone: Zone, drop: str, snapshot: str, name: str) -> None:
         except NotFound:
             pass
         raise
-
-
-def _owner_is(zone: Zone, path: str, user: str) -> bool:
-    return any(a.user == user and a.level == "own" for a in zone.acl(path))
 
 
 # ---------------------------------------------------------------------- the use case
@@ -401,7 +394,7 @@ def ingest_drop(zone: Zone, config: PolicyConfig, mapping: UserMapping, drop_id:
         manifest = parse_manifest(zone.read_small(manifest_path, config.limits.manifest_max_bytes),
                                   config.limits.manifest_max_bytes)
 
-    if not _owner_is(zone, snapshot, zone.user):
+    if not owns(zone, snapshot, zone.user):
         # The hand-over already happened in an earlier run: only the landing record is left to write.
         final = V.first(zone.metadata(snapshot), V.STATUS) or V.PLACED_STATE
         set_status(zone, drop, final, None, {V.SNAPSHOT_PATH: snapshot, V.IRODS_USER: irods_user})

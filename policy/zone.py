@@ -176,3 +176,9 @@ def exists(zone: Zone, path: str) -> bool:
         return True
     except NotFound:
         return False
+
+
+def owns(zone: Zone, path: str, user: str) -> bool:
+    """Whether `user` holds `own` on path, read from the ACL (the catalog's truth; a stat's owner field
+    is only who created it, and not every adapter can fill it)."""
+    return any(a.user == user and a.level == "own" for a in zone.acl(path))
