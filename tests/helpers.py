@@ -66,3 +66,23 @@ def drop(d: SimulatedDeployment, archive: str, doc: Optional[Dict[str, Any]] = N
     if run:
         d.run_delay_server()
     return drop_id, up
+
+
+def members_of(archive: str) -> Dict[str, bytes]:
+    """name -> bytes of every regular file, read with the standard library (what unpacking must give)."""
+    import tarfile
+    import zipfile
+
+    out: Dict[str, bytes] = {}
+    if zipfile.is_zipfile(archive):
+        with zipfile.ZipFile(archive) as z:
+            for info in z.infolist():
+                if not info.is_dir():
+                    out[info.filename] = z.read(info)
+    else:
+        with tarfile.open(archive) as t:
+            for m in t:
+                if m.isfile():
+                    f = t.extractfile(m)
+                    out[m.name[2:] if m.name.startswith("./") else m.name] = f.read() if f else b""
+    return out

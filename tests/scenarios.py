@@ -13,12 +13,11 @@ import base64
 import hashlib
 import os
 import secrets
-import tarfile
-import zipfile
 from typing import Any, Callable, Dict, List, Optional
 
 import archive_corpus as corpus
 from harness import Harness
+from helpers import members_of
 
 from policy import vocabulary as V
 from policy.errors import IrodsError
@@ -58,23 +57,6 @@ def drop(h: Harness, archive: str, doc: Dict[str, Any], as_user: Optional[str] =
 def file_bytes(path: str) -> bytes:
     with open(path, "rb") as f:
         return f.read()
-
-
-def members_of(archive: str) -> Dict[str, bytes]:
-    """name -> bytes of every regular file, read with the standard library (what unpacking must give)."""
-    out: Dict[str, bytes] = {}
-    if zipfile.is_zipfile(archive):
-        with zipfile.ZipFile(archive) as z:
-            for info in z.infolist():
-                if not info.is_dir():
-                    out[info.filename] = z.read(info)
-    else:
-        with tarfile.open(archive) as t:
-            for m in t:
-                if m.isfile():
-                    f = t.extractfile(m)
-                    out[m.name[2:] if m.name.startswith("./") else m.name] = f.read() if f else b""
-    return out
 
 
 def irods_sha256(data: bytes) -> str:

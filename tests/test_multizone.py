@@ -195,30 +195,11 @@ def _schema() -> Dict[str, Any]:
         return dict(json.load(f))
 
 
-def _objects(node: Any) -> Any:
-    if isinstance(node, dict):
-        if node.get("type") == "object":
-            yield node
-        for k, v in node.items():
-            if k != "examples":
-                yield from _objects(v)
-    elif isinstance(node, list):
-        for v in node:
-            yield from _objects(v)
-
-
-def test_schema_is_well_formed_strict_and_its_examples_are_valid() -> None:
-    from jsonschema import Draft202012Validator
-
-    schema = _schema()
-    Draft202012Validator.check_schema(schema)
-    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
-    assert schema["$id"] == "https://omero-irods-snapshots.example.org/schemas/omero-zones-v1.schema.json"
-    assert schema["title"] and schema["description"] and len(schema["examples"]) >= 1
-    assert all(o.get("additionalProperties") is False for o in _objects(schema))
-    for ex in schema["examples"]:
+def test_schema_examples_pass_the_code_checks_too() -> None:
+    """Well-formedness, strictness and example validity are test_schemas.py's (omero-zones is in SCHEMA_NAMES);
+    here the examples must also survive the checks the schema cannot express."""
+    for ex in _schema()["examples"]:
         assert Z.validate_zones(ex) == []
-        assert list(Draft202012Validator(schema).iter_errors(ex)) == []
         config = Z.parse_zones(ex, "example")
         assert config.zones and config.default_zone in [None] + [z.name for z in config.zones]
 

@@ -9,12 +9,11 @@ import os
 import subprocess
 import sys
 import tarfile
-import zipfile
-from typing import Any, Dict, List, Tuple
+from typing import Any, List, Tuple
 
 import archive_corpus as corpus
 import pytest
-from helpers import FIXTURES, config_with, drop, enrolled_deployment, manifest_doc
+from helpers import FIXTURES, config_with, drop, enrolled_deployment, manifest_doc, members_of
 
 from policy import vocabulary as V
 from policy.ingest import drop_status
@@ -24,23 +23,6 @@ SVC = "omero-svc"
 PATHS = ["auto", "never"]  # fast_path setting: auto = native extraction for tar, never = streaming only
 ROOT = "/tempZone/home/alice/omero-snapshots"
 TIME_ATTRS = {V.UPDATED, V.PLACED, V.CREATED}
-
-
-def members_of(archive: str) -> Dict[str, bytes]:
-    """name -> bytes of every regular file, read with the stdlib (the reference for what unpack must give)."""
-    out: Dict[str, bytes] = {}
-    if zipfile.is_zipfile(archive):
-        with zipfile.ZipFile(archive) as z:
-            for info in z.infolist():
-                if not info.is_dir():
-                    out[info.filename] = z.read(info)
-    else:
-        with tarfile.open(archive) as t:
-            for m in t:
-                if m.isfile():
-                    f = t.extractfile(m)
-                    out[m.name[2:] if m.name.startswith("./") else m.name] = f.read() if f else b""
-    return out
 
 
 def vault_bytes(d: Any, path: str) -> bytes:
