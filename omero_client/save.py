@@ -267,9 +267,10 @@ def _cleanup(zone: Zone, drop: str, objects: Sequence[str]) -> List[str]:
     Returns what could not be removed (a zone that went down refuses everything).
     """
     left: List[str] = []
-    for path in objects:
+    steps = [(zone.remove_object, path) for path in objects] + [(zone.remove_collection, drop)]
+    for remove, path in steps:  # the objects first, then their (then empty) collection
         try:
-            zone.remove_object(path)
+            remove(path)
         except NotFound:
             pass
         except Exception as e:
@@ -277,15 +278,6 @@ def _cleanup(zone: Zone, drop: str, objects: Sequence[str]) -> List[str]:
                 raise
             log.warning("could not remove %s after a failed upload", path)
             left.append(path)
-    try:
-        zone.remove_collection(drop)
-    except NotFound:
-        pass
-    except Exception as e:
-        if not _zone_failure(e):
-            raise
-        log.warning("could not remove %s after a failed upload", drop)
-        left.append(drop)
     return left
 
 

@@ -243,3 +243,15 @@ def run_script(client: Any, title: str, task: Callable[[], str], rstring: Callab
         traceback.print_exc(file=err)
     client.setOutput("Message", rstring(message))
     return message
+
+
+def run_job(client: Any, title: str, task: Callable[[Any, Any], str]) -> str:
+    """What every script does inside its try: keep the job's session alive (a long transfer makes no OMERO
+    calls), open the gateway on the script's client, and run the task through run_script. The script
+    itself keeps the ``finally: client.closeSession()``, so even a failing import here closes it."""
+    from omero.gateway import BlitzGateway
+    from omero.rtypes import rstring
+
+    client.enableKeepAlive(60)
+    conn = BlitzGateway(client_obj=client)
+    return run_script(client, title, lambda: task(client, conn), rstring)

@@ -142,14 +142,20 @@ def load_settings(environ: Optional[Mapping[str, str]] = None, hostname: Optiona
                     server_name=server_name, workdir=str(workdir), poll_seconds=poll_seconds)
 
 
-def _read_env(path: str) -> Dict[str, Any]:
+def read_bounded(path: str, limit: int, what: str, error: type = SettingsError) -> bytes:
+    """A small configuration file, whole, refused (with `error`) when unreadable or over `limit` bytes."""
     try:
         with open(path, "rb") as f:
-            raw = f.read(MAX_ENV_FILE_BYTES + 1)
+            raw = f.read(limit + 1)
     except OSError as e:
-        raise SettingsError("cannot read the iRODS environment file {}: {}".format(path, e.strerror)) from None
-    if len(raw) > MAX_ENV_FILE_BYTES:
-        raise SettingsError("the iRODS environment file {} is larger than {} bytes".format(path, MAX_ENV_FILE_BYTES))
+        raise error("cannot read the {} {}: {}".format(what, path, e.strerror)) from None
+    if len(raw) > limit:
+        raise error("the {} {} is larger than {} bytes".format(what, path, limit))
+    return raw
+
+
+def _read_env(path: str) -> Dict[str, Any]:
+    raw = read_bounded(path, MAX_ENV_FILE_BYTES, "iRODS environment file")
     try:
         doc = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as e:

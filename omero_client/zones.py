@@ -35,7 +35,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
-from omero_client.settings import Settings, SettingsError, check_private, load_zone_settings
+from omero_client.settings import Settings, SettingsError, check_private, load_zone_settings, read_bounded
 from policy.errors import IrodsError, NotFound
 from policy.listing import SnapshotInfo
 from policy.schemas import JsonError, ecma_regex, format_path, loads_strict, summarize
@@ -228,13 +228,7 @@ def parse_zones(doc: Any, source: Optional[str] = None) -> ZonesConfig:
 def load_zones(path: str) -> ZonesConfig:
     """Read, check the file's privacy, parse strictly and validate."""
     check_private(path, "zones file", "it decides which service account OMERO uses for whom")
-    try:
-        with open(path, "rb") as f:
-            raw = f.read(MAX_ZONES_FILE_BYTES + 1)
-    except OSError as e:
-        raise ZonesError("cannot read the iRODS zones file {}: {}".format(path, e.strerror)) from None
-    if len(raw) > MAX_ZONES_FILE_BYTES:
-        raise ZonesError("the iRODS zones file {} is larger than {} bytes".format(path, MAX_ZONES_FILE_BYTES))
+    raw = read_bounded(path, MAX_ZONES_FILE_BYTES, "iRODS zones file", ZonesError)
     try:
         doc = loads_strict(raw, max_depth=MAX_ZONES_DEPTH)
     except JsonError as e:

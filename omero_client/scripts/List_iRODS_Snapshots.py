@@ -8,8 +8,6 @@ facility's configuration on the OMERO server (docs/omero.md).
 
 def main():
     import omero.scripts as scripts
-    from omero.gateway import BlitzGateway
-    from omero.rtypes import rstring
 
     client = scripts.client(
         "List_iRODS_Snapshots.py",
@@ -22,12 +20,9 @@ def main():
         contact="your OMERO/iRODS facility",
     )
     try:
-        client.enableKeepAlive(60)  # a long transfer makes no OMERO calls: keep the job's session alive
         from omero_client import script_support
 
-        conn = BlitzGateway(client_obj=client)
-        script_support.run_script(client, "List iRODS snapshots", lambda: script_support.list_task(client, conn),
-                                  rstring)
+        script_support.run_job(client, "List iRODS snapshots", script_support.list_task)
     finally:
         client.closeSession()
 

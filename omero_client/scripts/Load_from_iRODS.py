@@ -8,8 +8,7 @@ objects are always created anew (existing ones are never changed).
 
 def main():
     import omero.scripts as scripts
-    from omero.gateway import BlitzGateway
-    from omero.rtypes import rlong, rstring
+    from omero.rtypes import rlong
 
     client = scripts.client(
         "Load_from_iRODS.py",
@@ -26,12 +25,9 @@ def main():
         contact="your OMERO/iRODS facility",
     )
     try:
-        client.enableKeepAlive(60)  # a long transfer makes no OMERO calls: keep the job's session alive
         from omero_client import script_support
 
-        conn = BlitzGateway(client_obj=client)
-        script_support.run_script(client, "Load from iRODS", lambda: script_support.load_task(client, conn),
-                                  rstring)
+        script_support.run_job(client, "Load from iRODS", script_support.load_task)
     finally:
         client.closeSession()
 

@@ -12,7 +12,6 @@ DATA_TYPES = ["Project", "Dataset", "Image", "Screen", "Plate"]
 
 def main():
     import omero.scripts as scripts
-    from omero.gateway import BlitzGateway
     from omero.rtypes import rlong, rstring
 
     client = scripts.client(
@@ -33,11 +32,9 @@ def main():
         contact="your OMERO/iRODS facility",
     )
     try:
-        client.enableKeepAlive(60)  # a long transfer makes no OMERO calls: keep the job's session alive
         from omero_client import script_support
 
-        conn = BlitzGateway(client_obj=client)
-        script_support.run_script(client, "Save to iRODS", lambda: script_support.save_task(client, conn), rstring)
+        script_support.run_job(client, "Save to iRODS", script_support.save_task)
     finally:
         client.closeSession()
 
