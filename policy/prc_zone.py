@@ -314,8 +314,9 @@ def run_rule_as(user: str, rule: str, args: List[str]) -> List[Any]:
     """Call a core rule as `user` through the native rule language (what a rodsuser may do), from inside
     the server, with the server's own environment proxying as that user.
 
-    Arguments are placed in rule text as string literals and are refused (InvalidInput) if they could
-    end the literal or be interpolated (policy.irods_rules_client.rule_literal). Returns the arguments'
+    Arguments travel as unquoted input parameters, the one form a real server passes unchanged
+    (policy.rule_args), and are refused (InvalidInput) before connecting if that form cannot carry them.
+    Returns the arguments'
     values after the call: a Python rule that writes ``rule_args[i]`` (the JSON outcome of
     ``omero_snapshots_process_drop`` and of the service-account rules) changes ``*a<i>``; the value as
     passed where the server sent none back.

@@ -21,6 +21,8 @@ import sys
 import traceback
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
+from policy.rule_args import RuleArgumentError, received
+
 RULE_ENGINE_CONTINUE = 5000000
 MANIFEST_SUFFIX = "/manifest.json"
 PROCESS_RULE = "omero_snapshots_process_drop"
@@ -160,8 +162,10 @@ class Entry:
             if zone.user_type(zone.user) != "rodsadmin":
                 result: Dict[str, Any] = {"ok": False, "error": "admin rules need a rodsadmin"}
             else:
-                result = fn(zone, config, [str(a) for a in rule_args[:nargs]])
+                result = fn(zone, config, received(rule_args[:nargs], _rule_name(fn)))
                 result.setdefault("ok", True)
+        except RuleArgumentError as e:  # the caller's mistake: the fix is in the message, no trace needed
+            result = {"ok": False, "error": str(e)}
         except Exception as e:  # noqa: BLE001 - the admin gets the reason, the log gets the trace
             self._log(callback, traceback.format_exc()[-1500:])
             result = {"ok": False, "error": str(e)}
@@ -301,8 +305,10 @@ class Entry:
             if zone.user != config.service_account:
                 result: Dict[str, Any] = {"ok": False, "error": "only the service account runs this rule"}
             else:
-                result = fn(zone, config, [str(a) for a in rule_args])
+                result = fn(zone, config, received(rule_args, _rule_name(fn)))
                 result.setdefault("ok", True)
+        except RuleArgumentError as e:
+            result = {"ok": False, "error": str(e)}
         except Exception as e:  # noqa: BLE001
             self._log(callback, traceback.format_exc()[-1500:])
             result = {"ok": False, "error": str(e)}
@@ -337,6 +343,13 @@ def _check_data_plane(callback: Any, config: Any) -> str:
     finally:
         zone.close()
     return "python-irodsclient session as {} reaches {}".format(config.service_account, config.landing_collection)
+
+
+def _rule_name(fn: Callable[..., Any]) -> str:
+    """The public rule an inner `run` belongs to, for messages (omero_snapshots_<method>)."""
+    outer = getattr(fn, "__qualname__", "").split(".")
+    name = outer[-3] if len(outer) >= 3 else "rule"
+    return "omero_snapshots_" + {"list_snapshots": "list"}.get(name, name)
 
 
 def bind(config_dir: str) -> Entry:

@@ -107,9 +107,18 @@ class SimulatedDeployment:
 
     # ------------------------------------------------------------------ admin rules through irule
     def admin_rule(self, rule: str, *args: str) -> Dict[str, Any]:
-        """irule as rods through the python instance; the rule writes its JSON into the OUT argument."""
-        out = self.server.irule(ADMIN, rule, list(args) + [""], PYTHON_INSTANCE)
-        return dict(json.loads(out[len(args)]))
+        """An admin rule called as rods the way the CLI calls a real zone (policy.irods_rules_client, native rule
+        language instance, unquoted input parameters); the rule writes its JSON into the OUT argument."""
+        from policy.irods_rules_client import call_admin_rule
+        from simzone.rule_exec import FakeRule, RuleSession
+
+        return call_admin_rule(RuleSession(self.server, ADMIN), rule, *args, rule_class=FakeRule)
+
+    def irule(self, command: str, user: str = ADMIN) -> Dict[str, str]:
+        """An irule command line as docs/install.md writes it, run as `user` (default: rods)."""
+        from simzone.rule_exec import irule
+
+        return irule(self.server, user, command)
 
     def enrol(self, irods_user: str, omero_user: str, omero_server: str, create_user: bool = True) -> Dict[str, Any]:
         if create_user and self.catalog.user_type(irods_user) is None:

@@ -250,8 +250,13 @@ class FakeCallback:
 
     @staticmethod
     def sim_run_rule_as(callback: "FakeCallback", user: str, rule: str, args: List[str]) -> List[Any]:
-        """What an in-server session proxying as `user` does in production: call a core rule as that user."""
-        return callback._server.irule(user, rule, list(args), NATIVE_INSTANCE)
+        """What an in-server session proxying as `user` does in production (policy.prc_zone.run_rule_as): the
+        same call_rule over python-irodsclient's Rule, here a FakeRule reaching this server with the argument
+        passing of a real one (verbatim input parameters, simzone.rule_exec)."""
+        from policy.irods_rules_client import call_rule
+        from simzone.rule_exec import FakeRule, RuleSession
+
+        return call_rule(RuleSession(callback._server, user), rule, list(args), rule_class=FakeRule)
 
     def __init__(self, server: FakeServer, user: str, proxy: Optional[str] = None) -> None:
         self._server = server

@@ -139,7 +139,7 @@ log "wrote the service account's environment for OMERO (uid $OMERO_SERVER_UID, r
 
 # Informational: the policy's self-check, through the native rule language instance
 # (it passes string arguments and reads back the OUT parameter).
-if ! as_irods irule -r "$NATIVE_REP" 'omero_snapshots_doctor(*out)' '*out=""' '*out'; then
+if ! as_irods irule -r "$NATIVE_REP" 'omero_snapshots_doctor(*out)' '*out=' '*out'; then
     log "WARNING: omero_snapshots_doctor did not run (see above); the server starts anyway"
 fi
 
