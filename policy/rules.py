@@ -26,7 +26,6 @@ from policy.rule_args import RuleArgumentError, received
 RULE_ENGINE_CONTINUE = 5000000
 MANIFEST_SUFFIX = "/manifest.json"
 PROCESS_RULE = "omero_snapshots_process_drop"
-EMPTY_MANIFEST_DELAY = 60  # seconds a manifest that arrived empty is given to receive its bytes
 
 
 def default_config_dir(core_d_file: str) -> str:
@@ -106,17 +105,14 @@ class Entry:
                 return RULE_ENGINE_CONTINUE
             values = rule_args[1].map()
             # python-irodsclient's create() closes an empty replica before the bytes are written, and that
-            # close fires this PEP too (the write's own close follows with the real size, and then finds the
-            # drop already queued). An empty manifest is therefore given time: its delayed rule waits.
+            # close fires this PEP too (round 9); the trigger acts on the arrival with the bytes.
             empty = str(values.get("file_size", "")) == "0"
             user = str(values.get("user_user_name", ""))
             from policy.trigger import on_manifest_arrival
 
             config = self.load()
             result = on_manifest_arrival(self.zone(callback, rei, config), config, drop_id, user,
-                                         "callback.{}('{}')".format(PROCESS_RULE, drop_id),
-                                         delay_seconds=max(config.delay_seconds, EMPTY_MANIFEST_DELAY) if empty
-                                         else config.delay_seconds)
+                                         "callback.{}('{}')".format(PROCESS_RULE, drop_id), empty=empty)
             self._log(callback, "manifest {}: {}".format(path, result))
         except Exception:  # noqa: BLE001 - a post-PEP must never fail an upload that stored data
             self._log(callback, "upload PEP error (upload itself is fine):\n" + traceback.format_exc()[-1500:])

@@ -349,6 +349,10 @@ def loads_strict(data: Union[bytes, bytearray, memoryview, str], max_depth: int 
             text = raw.decode("utf-8")
         except UnicodeDecodeError as e:
             raise JsonError(f"is not UTF-8 (byte 0x{raw[e.start]:02x} at offset {e.start})") from None
+    if not text.strip():
+        # e.g. an upload that created the object and never wrote it: say so rather than "Expecting value"
+        raise JsonError("is empty ({} bytes{}): its upload did not finish; write it again".format(
+            len(text), "" if not text else ", white space only"))
     if text.startswith("\ufeff"):
         raise JsonError("starts with a byte order mark; write UTF-8 without BOM")
     if nesting_depth_exceeds(text, max_depth):

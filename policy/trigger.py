@@ -1,6 +1,7 @@
 """What the upload PEP does once it knows a manifest arrived in the landing collection.
 
-Cheap and harmless if it fires twice: it never reads the archive, refuses
+Cheap, and acts once per manifest even though python-irodsclient's create()
+fires it twice (first empty, then whole: round 9). It never reads the archive, refuses
 uploads by anyone but the service account (leaving them untouched), marks
 the drop `queued` and schedules the delayed rule with only the drop id
 (delayExec rule text must stay under 5440 bytes).
@@ -16,18 +17,41 @@ from policy.ingest import set_status
 from policy.placement import is_safe_drop_id
 from policy.zone import Zone
 
+# The reason a drop carries while its manifest exists but is still empty. python-irodsclient's
+# create() + open('w') (what the OMERO side does: create never truncates) fires the upload PEP twice,
+# first for the empty replica (round 9), then with the bytes about 0.1 s later.
+AWAITING_BYTES = "the manifest arrived empty; waiting for its bytes"
+EMPTY_MANIFEST_DELAY = 60  # seconds: the fallback run for a manifest that stays empty (e.g. iput of 0 bytes)
+
 
 def on_manifest_arrival(zone: Zone, config: PolicyConfig, drop_id: str, uploader: str, rule_call: str,
-                        delay_seconds: Optional[int] = None) -> str:
+                        delay_seconds: Optional[int] = None, empty: bool = False) -> str:
+    """Queue the drop once per manifest, whole.
+
+    An empty arrival is not yet the manifest: it only schedules a late fallback run (so a manifest that
+    stays empty is still refused, as empty, without an admin) and says so in the reason. The arrival
+    with the bytes then schedules the real run at the normal delay; the fallback later finds the drop
+    finished and changes nothing. iput fires the PEP once, with the bytes, and is queued at once.
+    """
     if uploader != config.service_account:
         return "ignored: uploaded by '{}', not by the service account '{}'; left untouched".format(
             uploader, config.service_account)
     if not is_safe_drop_id(drop_id):
         return "ignored: {!r} is not a valid drop id".format(drop_id[:80])
     drop = config.landing_collection + "/" + drop_id
-    status = V.first(zone.metadata(drop), V.STATUS)
-    if status is not None:
-        return "already {}: not scheduled again".format(status)
-    set_status(zone, drop, V.QUEUED, None, {V.DROP_ID: drop_id})
-    zone.schedule(rule_call, config.delay_seconds if delay_seconds is None else delay_seconds)
-    return "queued"
+    delay = config.delay_seconds if delay_seconds is None else delay_seconds
+    avus = zone.metadata(drop)
+    status = V.first(avus, V.STATUS)
+    if status is None:
+        if empty:
+            set_status(zone, drop, V.QUEUED, AWAITING_BYTES, {V.DROP_ID: drop_id})
+            zone.schedule(rule_call, max(delay, EMPTY_MANIFEST_DELAY))
+            return "manifest empty so far: fallback run in {} s".format(max(delay, EMPTY_MANIFEST_DELAY))
+        set_status(zone, drop, V.QUEUED, None, {V.DROP_ID: drop_id})
+        zone.schedule(rule_call, delay)
+        return "queued"
+    if not empty and status == V.QUEUED and V.first(avus, V.REASON) == AWAITING_BYTES:
+        set_status(zone, drop, V.QUEUED, None)
+        zone.schedule(rule_call, delay)
+        return "queued (the manifest's bytes arrived)"
+    return "already {}: not scheduled again".format(status)

@@ -114,6 +114,16 @@ class SimulatedDeployment:
 
         return call_admin_rule(RuleSession(self.server, ADMIN), rule, *args, rule_class=FakeRule)
 
+    def admin_rule_unchecked(self, rule: str, *args: str) -> Dict[str, Any]:
+        """The same call with the values sent as given, past the client's own refusals: what another client,
+        or a hostile one, may send. For tests of the rules' own checks."""
+        from simzone.rule_exec import exec_my_rule
+
+        labels = ["*a{}".format(i) for i in range(len(args))] + ["*out"]
+        params = dict(zip(labels, list(args) + [""]))
+        out = exec_my_rule(self.server, ADMIN, "{}({})".format(rule, ", ".join(labels)), params, ["*out"])
+        return dict(json.loads(out["*out"]))
+
     def irule(self, command: str, user: str = ADMIN) -> Dict[str, str]:
         """An irule command line as docs/install.md writes it, run as `user` (default: rods)."""
         from simzone.rule_exec import irule
@@ -127,7 +137,7 @@ class SimulatedDeployment:
 
     # ------------------------------------------------------------------ what OMERO does
     def upload_drop(self, archive_path: str, manifest: bytes, drop_id: str, as_user: Optional[str] = None,
-                    archive_name: Optional[str] = None, api: str = "prc") -> DropResult:
+                    archive_name: Optional[str] = None, api: str = "prc_create") -> DropResult:
         """Create landing/<drop_id>, stream the archive in, then write the manifest LAST (commit marker)."""
         user = as_user or self.config.service_account
         drop = self.config.landing_collection + "/" + drop_id

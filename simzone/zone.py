@@ -108,6 +108,10 @@ class ClientZone(SimZone):
         from simzone.prep import PepOutcome
 
         writer = self.catalog.open_new(self.user, path)
+        # PrcZone.open_new is create() then open('w'): the create's close fires the upload PEP first (round 9).
+        created = PepOutcome()
+        self.server.fire_create_peps(path, self.user, created)
+        self.pep_outcomes.append(created)
         size = [0]
         inner_write = writer.write
 

@@ -127,12 +127,8 @@ def test_cli_admin_commands(dep: Any, capsys: Any) -> None:
 
 @pytest.mark.parametrize("bad", ["../x", "a b", "x'); callback.evil('"])
 def test_hostile_drop_ids_never_reach_rule_text(dep: Any, bad: str) -> None:
-    from simzone.rule_exec import exec_my_rule
-
     # Straight to the server, past the client's own refusal (tests/test_rule_arguments.py has that one).
-    out = exec_my_rule(dep.server, "rods", "omero_snapshots_reprocess(*drop, *out)", {"*drop": bad, "*out": ""},
-                       ["*out"])
-    res = json.loads(out["*out"])
+    res = dep.admin_rule_unchecked("omero_snapshots_reprocess", bad)
     assert not res["ok"] and "not a valid drop id" in res["error"]
     assert [r for r in dep.catalog.delay_rows() if "evil" in r[3]] == []
 
