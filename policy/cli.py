@@ -220,6 +220,22 @@ def _count_diff(after: Dict[str, int], before: Dict[str, int]) -> Dict[str, int]
     return {k: v - before.get(k, 0) for k, v in sorted(after.items()) if v != before.get(k, 0)}
 
 
+def _unpack_prerequisites(config: Any) -> None:
+    """Refuse to start a simulation whose unpack step could not run, naming what is missing.
+
+    Without this, a bare install left each drop at `unpacking` with the ImportError only in the zone's log.
+    """
+    if not config.unpack.enabled:
+        return
+    try:
+        import libarchive  # noqa: F401 - the unpack step's reader
+    except (ImportError, OSError) as e:
+        raise UsageError("unpacking needs the Python package libarchive-c and the system library libarchive "
+                         "(Debian: libarchive13), which cannot be loaded here ({}: {}). Install them "
+                         "(pip install libarchive-c), or pass --config with \"unpack\": {{\"enabled\": false}}"
+                         .format(type(e).__name__, str(e)[:200])) from None
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
     from policy.listing import status_of
 
@@ -229,6 +245,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         if not os.path.isfile(a):
             raise UsageError("archive not found: {}".format(a))
     dep = _prepare_simulation(args)
+    _unpack_prerequisites(dep.config)
     # Benchmarks (bench/unpack.py) run this in a subprocess and want the simulated catalog's call
     # counts: the file named here gets, per drop, the calls made by the upload and by the processing.
     calls_out = os.environ.get("OMERO_SNAPSHOTS_SIM_CALLS_OUT", "")

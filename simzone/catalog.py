@@ -572,11 +572,12 @@ class SimCatalog:
     def walk(self, top: str) -> List[Tuple[str, str]]:
         """(path, kind) of top and everything below it, sorted by path."""
         out: List[Tuple[str, str]] = []
+        prefix = top.rstrip("/") + "/"  # "/" itself: every path (ils -r / recurses)
         for (p,) in self.db.execute("SELECT path FROM colls WHERE path=? OR substr(path,1,?)=?",
-                                    (top, len(top) + 1, top.rstrip("/") + "/")):
+                                    (top, len(prefix), prefix)):
             out.append((p, COLLECTION))
         for c, n in self.db.execute("SELECT coll, name FROM objs WHERE coll=? OR substr(coll,1,?)=?",
-                                    (top, len(top) + 1, top.rstrip("/") + "/")):
+                                    (top, len(prefix), prefix)):
             out.append((c.rstrip("/") + "/" + n, DATA_OBJECT))
         return sorted(out)
 

@@ -309,3 +309,25 @@ def test_enrol_refuses_privileged_accounts(tmp_path, capsys, user, words):
     res = json.loads(out)
     assert res["ok"] is False and words in res["error"]
     assert not [e for e in zone_ls(capsys, zone, "/tempZone/home") if e["path"].endswith("/omero-snapshots")]
+
+
+def test_zone_ls_of_the_root_recurses_like_ils(tmp_path, capsys, placed_config):
+    zone = str(tmp_path / "zone")
+    simulate(capsys, zone, PLATE_ZIP)
+    paths = [e["path"] for e in zone_ls(capsys, zone, "/")]
+    assert paths[0] == "/" and "/tempZone/home/omero-svc/landing" in paths
+    assert any(p.startswith("/tempZone/home/jdoe/omero-snapshots/") and p.endswith("/manifest.json") for p in paths)
+
+
+def test_simulate_without_libarchive_fails_at_once_naming_it(tmp_path, capsys, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "libarchive", None)  # import libarchive -> ImportError
+    zone = str(tmp_path / "zone")
+    code, out, err = run(capsys, "simulate", PLATE_ZIP, "--omero-user", "jdoe", "--zone-dir", zone, "--json")
+    assert code == 2 and out == ""
+    assert "libarchive-c" in err and "libarchive13" in err and '"enabled": false' in err
+    from simzone.deploy import SimulatedDeployment
+
+    landing = SimulatedDeployment(zone).config.landing_collection
+    assert [p for p, _ in SimulatedDeployment(zone).catalog.walk(landing)] == [landing]  # nothing was dropped
