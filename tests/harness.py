@@ -377,8 +377,23 @@ class LiveHarness(Harness):
             else:
                 sess.data_objects.unlink(path, force=True)
             return
-        except Exception:  # noqa: BLE001 - not the service account's: the admin removes it
+        except Exception:  # noqa: BLE001 - not the service account's: its owner, else the admin, removes it
             pass
+        # A drop made by another user of this test (scenario_drop_by_another_user_not_processed): that user
+        # owns it and, while its landing grant lasts, may delete it: remove it as that user first.
+        for user in self.users:
+            try:
+                zone = self._zone_as(user)
+                if not zone.exists(path):
+                    continue
+                if zone.stat(path).kind == "collection":
+                    zone.session.collections.remove(path, recurse=True, force=True)
+                else:
+                    zone.session.data_objects.unlink(path, force=True)
+                if not self.exists(path):
+                    return
+            except Exception:  # noqa: BLE001 - not this user's either
+                continue
         try:
             self.admin.set_acl(path, self.admin.user, "admin:own", recursive=self.admin.stat(path).kind == "collection")
             if self.admin.stat(path).kind == "collection":
@@ -390,11 +405,6 @@ class LiveHarness(Harness):
 
     def close(self) -> None:
         errors: List[str] = []
-        for user in self.landing_grants:
-            try:
-                self.svc.set_acl(self.landing, user, "null")
-            except Exception as e:  # noqa: BLE001
-                errors.append("revoke {} on {}: {}".format(user, self.landing, e))
         for omero_user, server in self.enrolments:
             try:
                 self.admin_rule("omero_snapshots_unenrol", omero_user, server)
@@ -410,6 +420,12 @@ class LiveHarness(Harness):
                 base = path.rsplit("/", 1)[-1]
                 if any(base == d or base.startswith(d + "-") or base.startswith(d + ".") for d in self.drops):
                     self._remove_tree(path, errors)
+        # Only now: other users' drops were removed by those users, under their landing grant.
+        for user in self.landing_grants:
+            try:
+                self.svc.set_acl(self.landing, user, "null")
+            except Exception as e:  # noqa: BLE001
+                errors.append("revoke {} on {}: {}".format(user, self.landing, e))
         for user in self.users:
             home = "/{}/home/{}".format(self.zone_name, user)
             try:

@@ -167,11 +167,9 @@ def test_docker_readme_enrol_command_works_as_written(dep: Any) -> None:
     assert res["ok"], res
 
 
-def test_cli_admin_commands_reach_the_rules_with_unquoted_arguments(dep: Any, monkeypatch: Any,
-                                                                   tmp_path: Any, capsys: Any) -> None:
-    """The CLI's real-zone path (AdminClient over python-irodsclient's Rule) against the fake server."""
+def _cli_on_the_fake(dep: Any, monkeypatch: Any, tmp_path: Any) -> None:
+    """Point the CLI's real-zone path (AdminClient over python-irodsclient's Rule) at the fake server."""
     from policy import irods_rules_client as rc
-    from policy.cli import main
     from simzone.rule_exec import FakeRule, RuleSession
 
     env = tmp_path / "irods_environment.json"
@@ -185,6 +183,13 @@ def test_cli_admin_commands_reach_the_rules_with_unquoted_arguments(dep: Any, mo
     monkeypatch.setattr(rc.AdminClient, "__init__", init)
     monkeypatch.setattr(rc.AdminClient, "close", lambda self: None)
     monkeypatch.setattr(rc.AdminClient, "user_type", lambda self, name: dep.catalog.user_type(name))
+
+
+def test_cli_admin_commands_reach_the_rules_with_unquoted_arguments(dep: Any, monkeypatch: Any,
+                                                                   tmp_path: Any, capsys: Any) -> None:
+    from policy.cli import main
+
+    _cli_on_the_fake(dep, monkeypatch, tmp_path)
     done, _ = drop(dep, FIXTURES["image_tar"])
     assert main(["status", done, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["status"] == "complete"
@@ -196,3 +201,23 @@ def test_cli_admin_commands_reach_the_rules_with_unquoted_arguments(dep: Any, mo
     capsys.readouterr()
     assert main(["status", '"' + done + '"']) == 2  # refused by the client before anything is sent
     assert "double quote" in capsys.readouterr().err
+
+
+def test_every_cli_command_of_the_install_guide_works_as_written(dep: Any, monkeypatch: Any, tmp_path: Any,
+                                                                capsys: Any) -> None:
+    import shlex
+
+    from policy.cli import main
+
+    _cli_on_the_fake(dep, monkeypatch, tmp_path)
+    with open(os.path.join(ROOT, "docs", "install.md"), encoding="utf-8") as f:
+        text = f.read()
+    cmds = re.findall(r"^sudo -iu irods (omero-snapshots [^\n`]+)$", text, re.M)
+    cmds += re.findall(r"`sudo -iu irods (omero-snapshots [^`]+)`", text)
+    assert {c.split()[1] for c in cmds} >= {"enrol", "list", "status", "doctor"}, cmds
+    done, _ = drop(dep, FIXTURES["image_tar"])
+    for cmd in cmds:
+        argv = shlex.split(cmd.replace("<drop id or snapshot path>", done))[1:]
+        code = main(argv)
+        out, err = capsys.readouterr()
+        assert code == 0, (cmd, out, err)
