@@ -21,9 +21,11 @@ import contextlib
 import hashlib
 import logging
 import os
+import shlex
 import shutil
+import sys
 import tempfile
-from typing import Any, Callable, Dict, Iterator, List, Optional, Protocol, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Protocol, Sequence, TextIO, Tuple
 
 from policy.manifest import OBJECT_TYPES
 
@@ -85,11 +87,53 @@ def packer_version(default: str = "unknown") -> str:
         return default
 
 
+def router_endpoint(router: str) -> Optional[Tuple[str, str, str]]:
+    """``OMERO.Glacier2/router:ssl -p 4064 -h omero.example.org`` -> ("ssl", "omero.example.org", "4064").
+
+    The script processor hands a script only ``Ice.Default.Router`` (with
+    omero.job/user/pass); ``omero.port`` then reads 4064 whatever the server
+    listens on, and omero.scripts.client copies only the host. The first
+    endpoint is taken, as omero.scripts.client does for the host. None when the
+    string holds no endpoint with a host.
+    """
+    if not router or ":" not in router:
+        return None
+    for endpoint in router.split(":")[1:]:
+        try:
+            tokens = shlex.split(endpoint)
+        except ValueError:
+            continue
+        if not tokens:
+            continue
+        proto, opts = tokens[0].lower(), {}
+        for flag, value in zip(tokens[1:], tokens[2:]):
+            if flag in ("-h", "-p") and flag not in opts:
+                opts[flag] = value
+        if "-h" in opts:
+            return proto, opts["-h"], opts.get("-p", DEFAULT_PORTS.get(proto, "4064"))
+    return None
+
+
+DEFAULT_PORTS = {"ssl": "4064", "tcp": "4063", "ws": "80", "wss": "443"}
+
+
+def server_address(client: Any) -> Tuple[str, str]:
+    """(server, port) for ``omero -s SERVER -p PORT``: from the router endpoint, else omero.host/omero.port.
+
+    The CLI's default protocol is ssl; another one goes in front of the host
+    (``tcp://127.0.0.1``), the URL form omero.client understands.
+    """
+    endpoint = router_endpoint(str(client.getProperty("Ice.Default.Router") or ""))
+    if endpoint is not None:
+        proto, host, port = endpoint
+        return (host if proto == "ssl" else "{}://{}".format(proto, host)), port
+    return str(client.getProperty("omero.host") or "localhost"), str(client.getProperty("omero.port") or "4064")
+
+
 def _session_args(client: Any) -> List[str]:
-    """Global CLI arguments that join the script's session (host and port as the script's client sees them)."""
-    host = client.getProperty("omero.host") or "localhost"
-    port = client.getProperty("omero.port") or "4064"
-    return ["-q", "-s", str(host), "-p", str(port), "-k", str(client.getSessionId())]
+    """Global CLI arguments that join the script's session, at the host AND port the router names."""
+    server, port = server_address(client)
+    return ["-q", "-s", server, "-p", port, "-k", str(client.getSessionId())]
 
 
 @contextlib.contextmanager
@@ -120,8 +164,7 @@ def _seed_session_store(path: str, client: Any) -> None:
         from omero.util.sessions import SessionsStore
     except ImportError:  # no omero-py (tests with a fake CLI): nothing to seed
         return
-    host = str(client.getProperty("omero.host") or "localhost")
-    port = str(client.getProperty("omero.port") or "4064")
+    host, port = server_address(client)
     user = client.getSession().getAdminService().getEventContext().userName
     store = SessionsStore(path)
     props = {"omero.port": port}
@@ -129,7 +172,7 @@ def _seed_session_store(path: str, client: Any) -> None:
     store.set_current(host, user, client.getSessionId(), props)
 
 
-def _default_cli() -> Any:
+def default_cli() -> Any:
     from omero.cli import CLI
 
     cli = CLI()
@@ -137,30 +180,109 @@ def _default_cli() -> Any:
     return cli
 
 
+_default_cli = default_cli
+
+
+def require_cli_transfer() -> None:
+    """Fail with what to install when omero-cli-transfer is missing (the CLI would only say 'unknown command')."""
+    import importlib.util
+
+    if importlib.util.find_spec("omero_cli_transfer") is None:
+        raise PackError("omero-cli-transfer is not installed in the OMERO server's Python environment; the facility "
+                        "must install it (pip install 'omero-cli-transfer>=1.3.0', see docs/omero.md)")
+
+
+MAX_CAPTURED = 20000  # characters of the nested CLIs' output kept for the job's Info output
+
+
+@contextlib.contextmanager
+def captured_output(parent: Optional[str], sink: Optional[TextIO] = None, secret: str = "") -> Iterator[List[str]]:
+    """Send everything the CLI and its children print (fd 1 and 2, and sys.stdout/err) to a private file.
+
+    omero-cli-transfer's nested CLIs print "Using session for ..." and the
+    import's output on stderr, which OMERO.web shows as the job's Error output
+    on every successful job. Captured here and copied (its last MAX_CAPTURED
+    characters) to ``sink``, the job's Info output, so stderr keeps only real
+    errors. The yielded list receives the captured text, for failure messages.
+    """
+    sink = sink if sink is not None else sys.stdout
+    out: List[str] = []
+    fd, path = tempfile.mkstemp(prefix="omero-cli-output-", dir=parent)
+    saved: List[Tuple[int, int]] = []
+    try:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:  # a closed stream has nothing to flush
+                pass
+        for target in (1, 2):
+            try:
+                saved.append((target, os.dup(target)))
+                os.dup2(fd, target)
+            except OSError:  # no such descriptor (a daemon without stdio): Python-level capture only
+                pass
+        with os.fdopen(os.dup(fd), "w", encoding="utf-8", errors="replace") as text:
+            with contextlib.redirect_stdout(text), contextlib.redirect_stderr(text):
+                try:
+                    yield out
+                finally:
+                    text.flush()
+    finally:
+        for target, copy in saved:
+            os.dup2(copy, target)
+            os.close(copy)
+        os.close(fd)
+        try:
+            with open(path, "rb") as f:
+                f.seek(0, os.SEEK_END)
+                f.seek(max(0, f.tell() - 4 * MAX_CAPTURED))
+                captured = f.read().decode("utf-8", "replace")[-MAX_CAPTURED:]
+        finally:
+            os.remove(path)
+        if secret:
+            captured = captured.replace(secret, "<session>")
+        out.append(captured)
+        if captured.strip():
+            try:
+                sink.write("--- omero CLI output ---\n" + captured.rstrip("\n") + "\n--- end of omero CLI output ---\n")
+                sink.flush()
+            except Exception:  # the job's output is informative only
+                pass
+
+
 def _run_cli(cli_factory: Callable[[], Any], args: List[str], what: str, scratch: Optional[str],
-             client: Any = None) -> None:
-    """Run one omero CLI command; turn a non-zero exit into PackError without echoing the arguments."""
+             client: Any = None, output: Optional[TextIO] = None) -> None:
+    """Run one omero CLI command; turn a non-zero exit into PackError without echoing the arguments.
+
+    Its output (and its nested CLIs') goes to ``output`` (the job's Info
+    output), not stderr; a failure quotes the last lines of it.
+    """
     secret = str(client.getSessionId()) if client is not None else ""
     cli = cli_factory()
+    failure: Optional[str] = None
     with _private_session_dir(scratch, client):
-        try:
-            cli.invoke(args, strict=True)
-        except SystemExit as e:  # the CLI exits on argument errors
-            raise PackError("{} failed (exit {})".format(what, e.code)) from None
-        except Exception as e:
-            rv = getattr(e, "rv", None)
-            detail = str(e)[:300]
-            if secret:
-                detail = detail.replace(secret, "<session>")  # never show the session key
-            raise PackError("{} failed{}: {}{}".format(what, "" if rv is None else " (exit {})".format(rv),
-                                                       type(e).__name__, ": " + detail if detail else "")) from None
-        finally:
-            close = getattr(cli, "close", None)
-            if close is not None:
-                try:
-                    close()
-                except Exception:  # a CLI that cannot close its own client must not hide the real outcome
-                    log.debug("closing the omero CLI failed", exc_info=True)
+        with captured_output(scratch, output, secret) as captured:
+            try:
+                cli.invoke(args, strict=True)
+            except SystemExit as e:  # the CLI exits on argument errors
+                failure = "{} failed (exit {})".format(what, e.code)
+            except Exception as e:
+                rv = getattr(e, "rv", None)
+                detail = str(e)[:300]
+                if secret:
+                    detail = detail.replace(secret, "<session>")  # never show the session key
+                failure = "{} failed{}: {}{}".format(what, "" if rv is None else " (exit {})".format(rv),
+                                                     type(e).__name__, ": " + detail if detail else "")
+            finally:
+                close = getattr(cli, "close", None)
+                if close is not None:
+                    try:
+                        close()
+                    except Exception:  # a CLI that cannot close its own client must not hide the real outcome
+                        log.debug("closing the omero CLI failed", exc_info=True)
+    if failure is not None:
+        tail = [line for line in "".join(captured).splitlines() if line.strip()][-5:]
+        raise PackError(failure + ("; its last output: " + " | ".join(tail) if tail else ""))
 
 
 class CliTransferPacker:
@@ -172,10 +294,11 @@ class CliTransferPacker:
     """
 
     name = PACKER_NAME
+    mode = "folder"
 
     def __init__(self, client: Any, cli_factory: Optional[Callable[[], Any]] = None) -> None:
         self.client = client
-        self.cli_factory = cli_factory or _default_cli
+        self.cli_factory = cli_factory or default_cli
         self.version = packer_version()
 
     def pack(self, objects: ObjectList, folder: str) -> None:
@@ -184,6 +307,8 @@ class CliTransferPacker:
             raise ValueError("pack to a folder, not to {!r}: the tar is streamed into iRODS".format(folder))
         if os.path.exists(folder):
             raise ValueError("the packet folder {} already exists".format(folder))
+        if self.cli_factory is default_cli:
+            require_cli_transfer()
         args = _session_args(self.client) + ["transfer", "pack", "--binaries", "all", spec, folder]
         log.info("packing %s into %s", spec, folder)
         _run_cli(self.cli_factory, args, "omero transfer pack " + spec, os.path.dirname(folder), self.client)
@@ -205,7 +330,7 @@ class CliTransferUnpacker:
 
     def __init__(self, client: Any, cli_factory: Optional[Callable[[], Any]] = None) -> None:
         self.client = client
-        self.cli_factory = cli_factory or _default_cli
+        self.cli_factory = cli_factory or default_cli
 
     def unpack(self, path: str) -> ObjectList:
         if os.path.splitext(path)[1] not in (".tar", ".zip"):
