@@ -327,3 +327,35 @@ def test_members_know_their_sizes_except_exports() -> None:
 
 
 _ = OMERO_SERVER
+
+
+def test_nested_cli_chatter_goes_to_the_job_log_not_stderr(tmp_path: Any, capfd: Any) -> None:
+    """omero-cli-transfer's nested CLIs print 'Using session ...' and import output, some from child processes."""
+    import subprocess
+    import sys
+
+    from omero_client.pack import _run_cli
+
+    class Chatty:
+        def invoke(self, args: List[str], strict: bool = False) -> None:
+            print("Using session for jdoe@omero.example.org:4064. Idle timeout: 10 min.", file=sys.stderr)
+            print("Downloading file ID: 101 to ...")
+            os.write(2, b"child-like write straight to fd 2\n")
+            subprocess.run([sys.executable, "-c", "import sys; sys.stderr.write('import: 1 image imported\\n')"],
+                           check=True)
+            if "fail" in args:
+                raise RuntimeError("boom session-key")
+
+    log = io.StringIO()
+    _run_cli(lambda: Chatty(), ["transfer", "pack"], "omero transfer pack", str(tmp_path), FakeClient(), log)
+    out, err = capfd.readouterr()
+    assert err == "" and out == ""
+    text = log.getvalue()
+    for line in ("Using session for jdoe", "Downloading file ID: 101", "child-like write", "1 image imported"):
+        assert line in text
+    with pytest.raises(PackError) as e:
+        _run_cli(lambda: Chatty(), ["transfer", "fail"], "omero transfer pack", str(tmp_path), FakeClient(), log)
+    assert "boom <session>" in str(e.value) and "1 image imported" in str(e.value)
+    assert "session-key" not in str(e.value)
+    assert capfd.readouterr().err == ""
+    assert os.listdir(str(tmp_path)) == []  # the capture file and session store are gone
