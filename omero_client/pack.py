@@ -21,10 +21,12 @@ import contextlib
 import hashlib
 import logging
 import os
+import posixpath
 import shlex
 import shutil
 import sys
 import tempfile
+from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterator, List, Optional, Protocol, Sequence, TextIO, Tuple
 
 from policy.manifest import OBJECT_TYPES
@@ -54,8 +56,9 @@ class Packer(Protocol):
 class Unpacker(Protocol):
     """Imports an archive as NEW OMERO objects and says which."""
 
-    def unpack(self, path: str) -> ObjectList:
-        """``path``: a .tar or .zip made by omero-cli-transfer. Returns the new objects, e.g. [("Image", 301)]."""
+    def unpack(self, path: str) -> Any:
+        """``path``: a .tar or .zip made by omero-cli-transfer. Returns an UnpackReport (or, from simple
+        doubles, just the new objects, e.g. [("Image", 301)])."""
         ...
 
 
@@ -76,6 +79,14 @@ def object_spec(objects: Sequence[Tuple[str, int]]) -> str:
         if oid not in ids:
             ids.append(oid)
     return "{}:{}".format(otype, ",".join(str(i) for i in ids))
+
+
+def parameters() -> Any:
+    """A fresh omero.sys.ParametersI (omero.clients defines it; ``import omero`` alone does not)."""
+    import omero.clients  # noqa: F401
+    from omero.sys import ParametersI
+
+    return ParametersI()
 
 
 def packer_version(default: str = "unknown") -> str:
@@ -317,83 +328,141 @@ class CliTransferPacker:
                             "writes an archive instead; install 1.3.0 or later)".format(spec))
 
 
+@dataclass
+class UnpackReport:
+    """What one ``omero transfer unpack`` did, as far as OMERO's catalogue shows it afterwards."""
+
+    created: ObjectList  # every object the unpack created and linked, containers included
+    expected_images: Optional[int] = None  # images in the snapshot's transfer.xml
+    imported_images: int = 0  # of those, how many were imported and linked
+    failed: List[str] = field(default_factory=list)  # the snapshot's images that were not, e.g. "Image:53 'a.tif'"
+    orphans: List[int] = field(default_factory=list)  # images imported but left unlinked (omero-cli-transfer #109)
+
+
+CONTAINER_TYPES = ("Project", "Dataset", "Screen", "Plate")
+
+
 class CliTransferUnpacker:
     """``omero transfer unpack <archive>``: always NEW objects, never merged into or overwriting existing ones.
 
-    omero transfer unpack prints no id map (omero-cli-transfer issue #71), so
-    the new objects are found afterwards: unpack attaches a provenance
-    MapAnnotation (namespace openmicroscopy.org/cli/transfer) whose ``md5`` is
-    the archive's MD5 to every image (or plate) it creates. The query takes
-    those annotations newer than the unpack's start, then their images/plates
-    and the datasets, projects and screens linked to them that are also new.
+    omero transfer unpack prints no id map (omero-cli-transfer issue #71) and
+    runs ``omero import`` without ``strict``, so a failed import is silent.
+    What it did is read back from the catalogue, bounded by the highest ids
+    seen just before it ran and by the current user as owner:
+
+    - images and plates: the provenance MapAnnotation (namespace
+      openmicroscopy.org/cli/transfer) unpack links to each, whose ``md5`` is
+      the archive's MD5 and whose ``origin_image_id``/``origin_plate_id`` is
+      the source id in transfer.xml: this names the snapshot's images that
+      were NOT imported;
+    - containers: ``populate_omero`` creates every Project, Dataset, Screen and
+      Plate of transfer.xml, linked or empty: the new ones of this owner whose
+      name is in transfer.xml;
+    - orphans: new images of this owner, named like one of the snapshot's
+      files or images, that carry no provenance (imported, then not matched).
     """
 
-    def __init__(self, client: Any, cli_factory: Optional[Callable[[], Any]] = None) -> None:
+    def __init__(self, client: Any, cli_factory: Optional[Callable[[], Any]] = None,
+                 output: Optional[TextIO] = None) -> None:
         self.client = client
         self.cli_factory = cli_factory or default_cli
+        self.output = output
 
-    def unpack(self, path: str) -> ObjectList:
+    def unpack(self, path: str) -> UnpackReport:
+        from omero_client.transfer_xml import TransferXmlError, index_of_archive
+
         if os.path.splitext(path)[1] not in (".tar", ".zip"):
             raise ValueError("omero transfer unpack reads only .tar and .zip files, not {}".format(path))
+        try:
+            index = index_of_archive(path)
+        except (TransferXmlError, OSError) as e:
+            raise PackError("the snapshot's archive cannot be loaded: {}".format(e)) from None
         md5 = _md5_file(path)
-        query = self.client.getSession().getQueryService()
+        session = self.client.getSession()
+        query = session.getQueryService()
+        owner = int(session.getAdminService().getEventContext().userId)
         before = self._max_ids(query)
+        if self.cli_factory is default_cli:
+            require_cli_transfer()
         args = _session_args(self.client) + ["transfer", "unpack", path]
-        _run_cli(self.cli_factory, args, "omero transfer unpack", os.path.dirname(path), self.client)
-        return self._new_objects(query, md5, before)
+        _run_cli(self.cli_factory, args, "omero transfer unpack", os.path.dirname(path), self.client, self.output)
+        return self._report(query, md5, before, owner, index)
 
     @staticmethod
     def _max_ids(query: Any) -> Dict[str, int]:
-        from omero.sys import ParametersI
-
         out = {}
-        for otype in ("Annotation", "Project", "Dataset", "Screen"):
-            rows = query.projection("select max(o.id) from {} o".format(otype), ParametersI())
+        for otype in ("Annotation", "Image") + CONTAINER_TYPES:
+            rows = query.projection("select max(o.id) from {} o".format(otype), parameters())
             value = rows[0][0].val if rows and rows[0] and rows[0][0] is not None else None
             out[otype] = int(value or 0)
         return out
 
     @staticmethod
-    def _new_objects(query: Any, md5: str, before: Dict[str, int]) -> ObjectList:
-        from omero.sys import ParametersI
+    def _report(query: Any, md5: str, before: Dict[str, int], owner: int, index: Any) -> UnpackReport:
+        def rows(hql: str, params: Any) -> List[List[Any]]:
+            return [[None if c is None else c.val for c in r] for r in query.projection(hql, params) if r]
 
-        def ids(hql: str, params: Any) -> List[int]:
-            return sorted({int(r[0].val) for r in query.projection(hql, params) if r and r[0] is not None})
-
-        p = ParametersI()
-        p.addString("ns", TRANSFER_NS)
-        p.addString("md5", md5)
-        p.addLong("since", before["Annotation"])
-        found: ObjectList = []
-        leaves: Dict[str, List[int]] = {}
-        for otype in ("Image", "Plate"):
-            leaves[otype] = ids(
-                "select distinct l.parent.id from {}AnnotationLink l, MapAnnotation a join a.mapValue mv "
-                "where l.child.id = a.id and a.ns = :ns and mv.name = 'md5' and mv.value = :md5 "
-                "and a.id > :since".format(otype), p)
-        containers = (("Dataset", "DatasetImageLink", leaves["Image"]),
-                      ("Screen", "ScreenPlateLink", leaves["Plate"]))
-        parents: Dict[str, List[int]] = {}
-        for ptype, link, children in containers:
-            parents[ptype] = []
-            if children:
-                q = ParametersI()
-                q.addIds(children)
-                q.addLong("since", before[ptype])
-                parents[ptype] = ids("select distinct l.parent.id from {} l where l.child.id in (:ids) "
-                                     "and l.parent.id > :since".format(link), q)
-        parents["Project"] = []
-        if parents["Dataset"]:
-            q = ParametersI()
-            q.addIds(parents["Dataset"])
-            q.addLong("since", before["Project"])
-            parents["Project"] = ids("select distinct l.parent.id from ProjectDatasetLink l where l.child.id in "
-                                     "(:ids) and l.parent.id > :since", q)
-        for otype in ("Project", "Dataset", "Screen"):
-            found.extend((otype, i) for i in parents[otype])
-        for otype in ("Plate", "Image"):
-            found.extend((otype, i) for i in leaves[otype])
-        return found
+        # images and plates that carry this archive's provenance, with their source ids
+        linked: Dict[str, Dict[int, Optional[str]]] = {}
+        for otype, origin in (("Image", "origin_image_id"), ("Plate", "origin_plate_id")):
+            p = parameters()  # Hibernate refuses a bound name the query does not use: one set per query
+            p.addString("ns", TRANSFER_NS)
+            p.addString("md5", md5)
+            p.addLong("since", before["Annotation"])
+            po = parameters()
+            po.addString("ns", TRANSFER_NS)
+            po.addString("md5", md5)
+            po.addString("origin", origin)
+            po.addLong("since", before["Annotation"])
+            found: Dict[int, Optional[str]] = {}
+            for r in rows("select distinct l.parent.id from {}AnnotationLink l, MapAnnotation a join a.mapValue mv "
+                          "where l.child.id = a.id and a.ns = :ns and mv.name = 'md5' and mv.value = :md5 "
+                          "and a.id > :since".format(otype), p):
+                found[int(r[0])] = None
+            for r in rows("select distinct l.parent.id, ov.value from {}AnnotationLink l, MapAnnotation a "
+                          "join a.mapValue mv join a.mapValue ov where l.child.id = a.id and a.ns = :ns "
+                          "and mv.name = 'md5' and mv.value = :md5 and ov.name = :origin and a.id > :since"
+                          .format(otype), po):
+                if int(r[0]) in found:
+                    found[int(r[0])] = None if r[1] is None else str(r[1])
+            linked[otype] = found
+        # containers: every new one of this owner named as in transfer.xml (populate_omero creates them all)
+        created: ObjectList = []
+        for otype in CONTAINER_TYPES:
+            names = set(index.containers.get(otype, []))
+            ids = set(linked.get(otype, {}))
+            if names:
+                q = parameters()
+                q.addLong("since", before[otype])
+                q.addLong("owner", owner)
+                for r in rows("select o.id, o.name from {} o where o.id > :since and o.details.owner.id = :owner "
+                              "order by o.id".format(otype), q):
+                    if r[1] in names:
+                        ids.add(int(r[0]))
+            created.extend((otype, i) for i in sorted(ids))
+        images = linked["Image"]
+        created.extend(("Image", i) for i in sorted(images))
+        # the snapshot's images that did not come back
+        got_sources = {v for v in images.values() if v is not None}
+        failed: List[str] = []
+        if index.images:
+            if got_sources or not images:
+                for img in index.images:
+                    if str(img.source_id) not in got_sources:
+                        failed.append("{} '{}'{}".format(img.key, img.name, " ({})".format(img.path)
+                                                         if img.path else ""))
+            elif len(images) < len(index.images):  # no origin ids recorded (metadata none): a count only
+                failed.append("{} of the snapshot's images".format(len(index.images) - len(images)))
+        # imported but never linked: new images of this owner, named like the snapshot's images or files
+        known = {img.name for img in index.images} | {posixpath.basename(img.path or "") for img in index.images}
+        q = parameters()
+        q.addLong("since", before["Image"])
+        q.addLong("owner", owner)
+        orphans = [int(r[0]) for r in rows("select i.id, i.name from Image i where i.id > :since and "
+                                           "i.details.owner.id = :owner order by i.id", q)
+                   if int(r[0]) not in images and r[1] in known]
+        return UnpackReport(created=created, expected_images=len(index.images), imported_images=len(images),
+                            failed=failed, orphans=orphans)
 
 
 def _md5_file(path: str) -> str:

@@ -48,6 +48,7 @@ from omero_client.pack import (
     default_cli,
     object_spec,
     packer_version,
+    parameters,
     require_cli_transfer,
 )
 from omero_client.transfer_xml import TransferXmlError, read_transfer_xml
@@ -203,9 +204,8 @@ class SessionReads:
 
     def _rows(self, hql: str, **ids: int) -> List[List[Any]]:
         from omero.rtypes import unwrap
-        from omero.sys import ParametersI
 
-        p = ParametersI()
+        p = parameters()
         for name, value in ids.items():
             p.addLong(name, value)
         rows = self._session().getQueryService().projection(hql, p, ALL_GROUPS)

@@ -115,3 +115,34 @@ def parse_transfer_xml(data: bytes) -> PacketIndex:
 def read_transfer_xml(path: str) -> PacketIndex:
     with open(path, "rb") as f:
         return parse_transfer_xml(f.read())
+
+
+MAX_TRANSFER_XML = 256 << 20  # a screen's transfer.xml is ~150 KB; a refusal, not a memory blow-up, beyond this
+
+
+def index_of_archive(path: str) -> PacketIndex:
+    """The transfer.xml at the root of a packet archive (.tar or .zip), as omero transfer unpack reads it."""
+    import tarfile
+    import zipfile
+
+    data: Optional[bytes] = None
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as z:
+            for info in z.infolist():
+                if info.filename in ("transfer.xml", "./transfer.xml"):
+                    if info.file_size > MAX_TRANSFER_XML:
+                        raise TransferXmlError("transfer.xml is larger than {} bytes".format(MAX_TRANSFER_XML))
+                    data = z.read(info)
+                    break
+    else:
+        with tarfile.open(path, mode="r:*") as t:
+            for m in t:
+                if m.isfile() and m.name in ("transfer.xml", "./transfer.xml"):
+                    if m.size > MAX_TRANSFER_XML:
+                        raise TransferXmlError("transfer.xml is larger than {} bytes".format(MAX_TRANSFER_XML))
+                    f = t.extractfile(m)
+                    data = f.read() if f is not None else None
+                    break
+    if data is None:
+        raise TransferXmlError("the archive has no transfer.xml at its root")
+    return parse_transfer_xml(data)

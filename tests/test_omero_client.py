@@ -775,7 +775,8 @@ def test_a_partial_load_says_so(d: Any, workdir: str) -> None:
     assert "INCOMPLETE" not in full.message
     partial = load(svc_zone(d), mine.snapshot, "jdoe", OMERO_SERVER, FakeUnpacker(new=[("Dataset", 9)]), workdir,
                    landing=d.config.landing_collection)
-    assert "INCOMPLETE: 0 of the 1 images" in partial.message
+    assert "Images: 0 of the 1 in the snapshot imported." in partial.message
+    assert "INCOMPLETE" in partial.message and "Dataset 9" in partial.message
 
 
 def test_missing_jsonschema_is_named_in_the_message(tmp_path: Any, monkeypatch: Any) -> None:
