@@ -38,7 +38,7 @@ import os
 import posixpath
 from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import Any, Callable, List, Optional, Protocol, Sequence, Set, Tuple
+from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Set, Tuple
 
 from omero_client.pack import (
     ObjectList,
@@ -202,13 +202,18 @@ class SessionReads:
     def _session(self) -> Any:
         return self.client.getSession()
 
+    def _ctx(self) -> Dict[str, str]:
+        """The call context omero download uses: the client's implicit context, in every group."""
+        getter = getattr(self.client, "getContext", None)
+        return dict(getter(group=-1)) if getter is not None else dict(ALL_GROUPS)
+
     def _rows(self, hql: str, **ids: int) -> List[List[Any]]:
         from omero.rtypes import unwrap
 
         p = parameters()
         for name, value in ids.items():
             p.addLong(name, value)
-        rows = self._session().getQueryService().projection(hql, p, ALL_GROUPS)
+        rows = self._session().getQueryService().projection(hql, p, self._ctx())
         return [[unwrap(c) for c in row] for row in rows]
 
     def fileset_of(self, image_id: int) -> Optional[Tuple[int, str]]:
@@ -234,7 +239,7 @@ class SessionReads:
     def open_file(self, file_id: int) -> Reader:
         rfs = self._session().createRawFileStore()
         try:
-            rfs.setFileId(file_id, ALL_GROUPS)
+            rfs.setFileId(file_id, self._ctx())
             size = int(rfs.size())
         except Exception as e:
             rfs.close()

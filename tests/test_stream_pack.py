@@ -359,3 +359,69 @@ def test_nested_cli_chatter_goes_to_the_job_log_not_stderr(tmp_path: Any, capfd:
     assert "session-key" not in str(e.value)
     assert capfd.readouterr().err == ""
     assert os.listdir(str(tmp_path)) == []  # the capture file and session store are gone
+
+
+def test_session_reads_against_services_answering_like_omero(tmp_path: Any) -> None:
+    """SessionReads' HQL (names bound exactly, rtypes back), RawFileStore and Exporter, over the model."""
+    import re
+
+    try:
+        from omero.rtypes import RLongI, rlong, rstring
+    except ImportError as e:
+        pytest.skip("omero-py not importable ({})".format(e))
+    from types import SimpleNamespace
+
+    from omero_client.stream_pack import SessionReads
+
+    model, images, anns = several_filesets()
+    log: List[Any] = []
+
+    class Query:
+        def projection(self, hql: str, params: Any, ctx: Any = None) -> List[List[Any]]:
+            assert ctx["omero.group"] == "-1"
+            bound = dict(params.map)
+            assert set(re.findall(r":(\w+)", hql)) == set(bound) == {"id"} and isinstance(bound["id"], RLongI)
+            oid = bound["id"].val
+            if hql == "select fs.id, fs.templatePrefix from Image i join i.fileset fs where i.id = :id":
+                fs = model.image_fileset[oid]
+                return [] if fs is None else [[rlong(fs), rstring(model.filesets[fs].template_prefix)]]
+            files = {"select o.id, o.path, o.name, o.size from FilesetEntry fe join fe.originalFile o "
+                     "where fe.fileset.id = :id order by fe.id": lambda: model.filesets[oid].files,
+                     "select o.id, o.path, o.name, o.size from FileAnnotation fa join fa.file o "
+                     "where fa.id = :id": lambda: [model.annotations[oid]]}[hql]()
+            return [[rlong(f.id), rstring(f.path), rstring(f.name), rlong(f.size)] for f in files]
+
+    class Store:  # RawFileStore / Exporter: read(offset, length) -> bytes
+        def __init__(self) -> None:
+            self.data = b""
+
+        def setFileId(self, fid: int, ctx: Any = None) -> None:  # noqa: N802
+            self.data = model.data[fid]
+
+        def size(self) -> int:
+            return len(self.data)
+
+        def addImage(self, iid: int) -> None:  # noqa: N802
+            self.data = model.exports[iid]
+
+        def generateTiff(self) -> int:  # noqa: N802
+            return len(self.data)
+
+        def read(self, offset: int, length: int) -> bytes:
+            log.append(length)
+            return self.data[offset:offset + length]
+
+        def close(self) -> None:
+            log.append("close")
+
+    session = SimpleNamespace(getQueryService=lambda: Query(), createRawFileStore=Store, createExporter=Store)
+    client = SimpleNamespace(getSession=lambda: session, getContext=lambda group=None: {"omero.group": str(group)})
+    members = plan_members(parse_transfer_xml(transfer_xml(model, images, anns)).file_ids(), SessionReads(client))
+    meta = tmp_path / "meta"
+    meta.mkdir()
+    (meta / "transfer.xml").write_bytes(transfer_xml(model, images, anns))
+    sink = Sink()
+    stream_packet_as_tar(str(meta), members, sink)  # type: ignore[arg-type]
+    folder_tar, _ = folder_path_tar(str(tmp_path), model, images, anns)
+    assert tar_members(bytes(sink.buf)) == tar_members(folder_tar)
+    assert log.count("close") == 8 and max(n for n in log if n != "close") <= 1 << 20
