@@ -47,9 +47,9 @@ def processor_names() -> List[str]:
 
 def processor_environment(parent: Dict[str, str], monkeypatch: Any) -> Dict[str, str]:
     """omero.util.Environment(*names)() evaluated in a process whose environment is ``parent``."""
+    names = processor_names()  # skips without omero-py
     import omero.util
 
-    names = processor_names()
     for key in list(os.environ):
         monkeypatch.delenv(key)
     for key, value in parent.items():
