@@ -425,3 +425,22 @@ def test_session_reads_against_services_answering_like_omero(tmp_path: Any) -> N
     folder_tar, _ = folder_path_tar(str(tmp_path), model, images, anns)
     assert tar_members(bytes(sink.buf)) == tar_members(folder_tar)
     assert log.count("close") == 8 and max(n for n in log if n != "close") <= 1 << 20
+
+
+def test_a_file_omero_will_not_serve_fails_with_its_reason_and_removes_the_drop(tmp_path: Any) -> None:
+    d = enrolled_deployment(str(tmp_path / "zone"))
+    workdir = str(tmp_path / "scratch")
+    os.makedirs(workdir)
+    model, images, anns = several_filesets()
+
+    def refuse(file_id: int) -> Any:
+        raise PackError("OriginalFile:{} cannot be read (SecurityViolation); the OMERO server may not allow "
+                        "downloading it (omero.policy.binary_access)".format(file_id))
+
+    model.open_file = refuse  # type: ignore[method-assign]
+    packer = CliTransferStreamPacker(FakeClient(), reads=model, cli_factory=lambda: MetadataCli(model, images, anns))
+    with pytest.raises(PackError, match="binary_access"):
+        save(svc_zone(d), d.config.landing_collection, JDOE, [("Image", i) for i in images], packer,
+             workdir=workdir, poll=poll_for(d))
+    assert d.catalog.list_collection(d.config.landing_collection).collections == []
+    assert os.listdir(workdir) == []
