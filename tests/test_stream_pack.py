@@ -444,3 +444,18 @@ def test_a_file_omero_will_not_serve_fails_with_its_reason_and_removes_the_drop(
              workdir=workdir, poll=poll_for(d))
     assert d.catalog.list_collection(d.config.landing_collection).collections == []
     assert os.listdir(workdir) == []
+
+
+def test_the_size_estimate_is_exact_when_omero_knows_every_size(tmp_path: Any) -> None:
+    """Progress is reported against the estimate; without exports it is the archive's exact size."""
+    from omero_client.upload import estimate_packet_size
+
+    model, _, anns = several_filesets()
+    images = [51, 52, 53, 54]  # no export: every size comes from the catalogue
+    xml = transfer_xml(model, images, anns)
+    (tmp_path / "transfer.xml").write_bytes(xml)
+    members = plan_members(parse_transfer_xml(xml).file_ids(), model)
+    seen: List[Tuple[int, Optional[int]]] = []
+    size, _ = stream_packet_as_tar(str(tmp_path), members, Sink(), lambda a, b: seen.append((a, b)))  # type: ignore
+    assert size == estimate_packet_size(str(tmp_path), members) and seen[-1] == (size, size)
+    assert all(total == size for _, total in seen)
