@@ -1,7 +1,9 @@
 """omero-cli-transfer behind two small interfaces, so the library is testable without OMERO.
 
 ``Packer`` turns OMERO objects into a packet FOLDER (never an archive: the tar
-is streamed into iRODS by omero_client.upload). ``Unpacker`` turns a
+is streamed into iRODS by omero_client.upload); it is the fallback
+(``save_mode: folder``), the default being the zero-copy packer of
+omero_client.stream_pack, which uses the same CLI plumbing. ``Unpacker`` turns a
 downloaded archive back into NEW OMERO objects. The production classes drive
 ``omero transfer`` through ``omero.cli.CLI`` on the script's own session (there
 is no public library API, ../shared/reference/omero-facts.md §1); omero is
