@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Optional, Tuple
 
 from omero_client.archive_check import check_archive
-from omero_client.pack import ObjectList, Unpacker
+from omero_client.pack import ObjectList, Unpacker, UnpackReport
 from omero_client.progress import ProgressCallback, human_bytes, terminal_progress
 from omero_client.snapshots import LOADABLE, provenance_problem
 from policy import vocabulary as V
@@ -50,6 +50,7 @@ class LoadResult:
     archive_size: int
     new_objects: ObjectList
     message: str
+    report: Optional[UnpackReport] = None
 
 
 def load(zone: Zone, snapshot_path: str, current_omero_user: str, omero_server: str, unpacker: Unpacker,
@@ -117,19 +118,19 @@ def load(zone: Zone, snapshot_path: str, current_omero_user: str, omero_server: 
         if refusal is not None:
             raise LoadRefused("the archive of {} is not safe to extract on the OMERO server: {}; tell the iRODS "
                               "facility".format(path, refusal.reason()))
-        new = unpacker.unpack(local)
+        outcome = unpacker.unpack(local)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    message = load_message(path, got_size, new, zone_label)
-    # The server counted the packet's images when it unpacked it; omero-cli-transfer's own imports fail
-    # silently, so fewer new images than that means a partial load the researcher must know about.
-    expected = (V.as_dict(avus).get(V.NS + "packet.image_count") or [""])[0]
-    got_images = sum(1 for t, _ in new if t == "Image")
-    if expected.isdigit() and new and got_images < int(expected):
-        message += ("\nINCOMPLETE: {} of the {} images in the snapshot were imported; remove the new objects "
-                    "above before trying again, and tell the facility if it happens again.".format(
-                        got_images, expected))
-    return LoadResult(snapshot=path, archive_size=got_size, new_objects=new, message=message)
+    report = outcome if isinstance(outcome, UnpackReport) else UnpackReport(created=list(outcome))
+    if report.expected_images is None:
+        # The server counted the packet's images when it unpacked it (what a plain Unpacker cannot tell).
+        expected = (V.as_dict(avus).get(V.NS + "packet.image_count") or [""])[0]
+        if expected.isdigit():
+            report.expected_images = int(expected)
+            report.imported_images = sum(1 for t, _ in report.created if t == "Image")
+    message = load_message(path, got_size, report, zone_label)
+    return LoadResult(snapshot=path, archive_size=got_size, new_objects=report.created, message=message,
+                      report=report)
 
 
 def _download(zone: Zone, src: str, dst: str, expected: int, progress: Optional[ProgressCallback]) -> Tuple[int, str]:
@@ -157,14 +158,36 @@ def _download(zone: Zone, src: str, dst: str, expected: int, progress: Optional[
     return done, h.hexdigest()
 
 
-def load_message(path: str, size: int, new: ObjectList, zone_label: Optional[str] = None) -> str:
+def load_message(path: str, size: int, report: "UnpackReport | ObjectList", zone_label: Optional[str] = None) -> str:
+    """Every object Load created, images expected against imported, and which failed, in plain words."""
+    if not isinstance(report, UnpackReport):
+        report = UnpackReport(created=list(report))
     where = "iRODS" if zone_label is None else "iRODS zone '{}'".format(zone_label)
-    if not new:
-        return ("Loaded {} ({}) from {}, but no new OMERO objects could be identified; look for recently "
-                "imported images in your orphaned images.".format(path, human_bytes(size), where))
+    new = report.created
     parts = []
     for otype in ("Project", "Dataset", "Screen", "Plate", "Image"):
         ids = [str(i) for t, i in new if t == otype]
         if ids:
             parts.append("{} {}".format(otype, ", ".join(ids)))
-    return "Loaded {} ({}) from {} as NEW objects: {}.".format(path, human_bytes(size), where, "; ".join(parts))
+    if parts:
+        lines = ["Loaded {} ({}) from {} as NEW objects: {}.".format(path, human_bytes(size), where, "; ".join(parts))]
+    else:
+        lines = ["Loaded {} ({}) from {}, but OMERO shows no new objects from it.".format(path, human_bytes(size),
+                                                                                      where)]
+    expected, got = report.expected_images, report.imported_images
+    incomplete = bool(report.failed) or (expected is not None and got < expected)
+    if expected is not None:
+        lines.append("Images: {} of the {} in the snapshot imported.".format(got, expected))
+    if report.failed:
+        shown = report.failed[:10]
+        more = len(report.failed) - len(shown)
+        lines.append("Not imported: {}{}.".format("; ".join(shown), " and {} more".format(more) if more else ""))
+    if report.orphans:
+        lines.append("Imported but not linked to the snapshot's objects (find them among your orphaned images): "
+                     "Image {}.".format(", ".join(str(i) for i in report.orphans)))
+    if incomplete:
+        lines.append("INCOMPLETE: remove the new objects above before trying again, and tell the facility if it "
+                     "happens again.")
+    elif not parts:
+        lines.append("Look for recently imported images among your orphaned images, and tell the facility.")
+    return "\n".join(lines)

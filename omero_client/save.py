@@ -6,9 +6,16 @@ account, the archive first and the manifest LAST (the manifest is the commit
 marker the server's PEP waits for), then reads the status the server's policy
 writes back and explains it to the researcher.
 
-Local disk: the packet folder only (about 1x the data). The tar is streamed
-into iRODS while it is made (omero_client.upload), and the folder is removed
-as soon as the upload is done, whatever happened.
+Local disk depends on the packer (the facility's ``save_mode``, docs/omero.md):
+
+- ``stream`` (the default; omero_client.stream_pack): transfer.xml only. The
+  original files are read from OMERO straight into the tar that goes to
+  iRODS; the memory buffer is bounded (omero_client.upload.CHUNK);
+- ``folder`` (the fallback): the packet folder ``omero transfer pack
+  --binaries all`` writes, about 1x the data, tarred on the fly.
+
+Either way no tar file exists locally, and the scratch folder is removed as
+soon as the upload is done, whatever happened.
 
 While the archive streams, the drop's landing record carries the status
 ``uploading`` (with a reason saying what a leftover means); it is removed just
@@ -26,12 +33,12 @@ import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from omero_client.pack import ObjectList, Packer, object_spec
+from omero_client.pack import ObjectList, object_spec
 from omero_client.progress import ProgressCallback, human_bytes, terminal_progress
 from omero_client.snapshots import IN_PROGRESS, DropStatus, drop_status
-from omero_client.upload import stream_folder_as_tar
+from omero_client.upload import stream_folder_as_tar, stream_packet_as_tar
 from policy import vocabulary as V
 from policy.errors import IrodsError, NotFound
 from policy.manifest import MANIFEST_NAME, Who, build_manifest, manifest_to_json, new_drop_id
@@ -70,8 +77,9 @@ class SaveResult:
     refusal_rule: Optional[str]
     archive_size: int
     archive_sha256: str
-    scratch_peak_bytes: int  # bytes of the packet folder, the only local scratch a save uses
+    scratch_peak_bytes: int  # bytes of the local packet folder (transfer.xml alone when streaming)
     message: str
+    save_mode: str = "folder"  # "stream": binaries read from OMERO into the tar; "folder": a local packet
     polls: int = 0
     timings: Dict[str, float] = field(default_factory=dict)
 
@@ -104,7 +112,7 @@ def group_objects(objects: Sequence[Tuple[str, int]]) -> List[Tuple[str, List[in
 
 
 def _manifest(drop_id: str, who: Who, objects: ObjectList, label: Optional[str], size: int, sha256: str,
-              packer: Packer) -> Dict[str, object]:
+              packer: Any) -> Dict[str, object]:
     return build_manifest(
         drop_id=drop_id, omero_user=who.omero_user, omero_user_id=who.omero_user_id, omero_group=who.omero_group,
         omero_group_id=who.omero_group_id, email=who.email, omero_server=who.omero_server,
@@ -112,10 +120,14 @@ def _manifest(drop_id: str, who: Who, objects: ObjectList, label: Optional[str],
         archive_format="tar", packer_name=packer.name, packer_version=packer.version, label=label or None)
 
 
-def save(zone: Zone, landing: str, who: Who, objects: ObjectList, packer: Packer, label: Optional[str] = None,
+def save(zone: Zone, landing: str, who: Who, objects: ObjectList, packer: Any, label: Optional[str] = None,
          workdir: Optional[str] = None, progress: Optional[ProgressCallback] = None, poll: Optional[Poll] = None,
          drop_id: Optional[str] = None, zone_label: Optional[str] = None) -> SaveResult:
     """Save ``objects`` as one snapshot; return the outcome with a message for the researcher.
+
+    ``packer`` is a folder Packer (``pack(objects, folder)``) or a streaming one
+    (``prepare(objects, folder)`` writes transfer.xml and returns the members
+    to read from OMERO, omero_client.stream_pack).
 
     Raises SaveError (or ValueError for a bad selection/label) when nothing
     reached the server; any verdict of the server, refusals included, is a
@@ -136,13 +148,17 @@ def save(zone: Zone, landing: str, who: Who, objects: ObjectList, packer: Packer
     try:
         folder = os.path.join(scratch, PACKET_DIR)
         t0 = time.monotonic()
-        packer.pack(objects, folder)
+        members: Optional[Sequence[Any]] = None
+        if hasattr(packer, "prepare"):
+            members = packer.prepare(objects, folder)
+        else:
+            packer.pack(objects, folder)
         timings["pack"] = time.monotonic() - t0
         if not os.path.isdir(folder):
             raise SaveError("packing produced no packet folder; nothing was sent to {}".format(where))
         peak = folder_bytes(folder)
         t0 = time.monotonic()
-        size, sha256 = _upload(zone, drop, folder, progress, where)
+        size, sha256 = _upload(zone, drop, folder, progress, where, members)
         manifest = _manifest(drop_id, who, objects, label, size, sha256, packer)
         _write_manifest(zone, drop, manifest_to_json(manifest), where)
         timings["upload"] = time.monotonic() - t0
@@ -164,7 +180,8 @@ def save(zone: Zone, landing: str, who: Who, objects: ObjectList, packer: Packer
     return SaveResult(drop_id=drop_id, status=status.status, reason=status.reason, snapshot=status.snapshot,
                       irods_user=status.irods_user, location=status.location, refusal_rule=status.refusal_rule,
                       archive_size=size, archive_sha256=sha256, scratch_peak_bytes=peak,
-                      message=save_message(status, who, size, landing, zone_label), polls=polls, timings=timings)
+                      message=save_message(status, who, size, landing, zone_label), polls=polls, timings=timings,
+                      save_mode="folder" if members is None else "stream")
 
 
 def _where(zone_label: Optional[str]) -> str:
@@ -188,7 +205,7 @@ def uploading_reason() -> str:
 
 
 def _upload(zone: Zone, drop: str, folder: str, progress: Optional[ProgressCallback],
-            where: str = "iRODS") -> Tuple[int, str]:
+            where: str = "iRODS", members: Optional[Sequence[Any]] = None) -> Tuple[int, str]:
     """Create the drop, mark it ``uploading``, stream the archive, unmark; on failure remove what we wrote."""
     try:
         zone.create_collection(drop)
@@ -203,7 +220,10 @@ def _upload(zone: Zone, drop: str, folder: str, progress: Optional[ProgressCallb
         marked = True
         writer = zone.open_new(target)
         try:
-            result = stream_folder_as_tar(folder, writer, progress)
+            if members is None:
+                result = stream_folder_as_tar(folder, writer, progress)
+            else:
+                result = stream_packet_as_tar(folder, members, writer, progress)
         finally:
             writer.close()
         # The server's PEP schedules a drop only while its landing record has no status: unmark before the manifest.

@@ -108,6 +108,15 @@ def _naming(zones: ZoneSet, entry: ZoneEntry) -> Iterator[None]:
         raise ZoneUnavailable(entry.name, "the work was cut short ({})".format(describe(e))) from None
 
 
+def make_packer(client: Any, save_mode: str) -> Any:
+    """The facility's choice (settings ``save_mode``): zero-copy streaming by default, the folder as fallback."""
+    if save_mode == "folder":
+        return CliTransferPacker(client)
+    from omero_client.stream_pack import CliTransferStreamPacker
+
+    return CliTransferStreamPacker(client)
+
+
 def save_task(client: Any, conn: Any, settings: Optional[Settings] = None, zone: Any = None,
               packer: Optional[Packer] = None, out: Optional[TextIO] = None, poll: Optional[Poll] = None,
               zones: Optional[ZoneSet] = None) -> str:
@@ -123,7 +132,8 @@ def save_task(client: Any, conn: Any, settings: Optional[Settings] = None, zone:
         label = inputs.get("Label") or None
         target = zs.open(entry)  # probes the zone before anything is packed for it
         with _naming(zs, entry):
-            result = save(target, zone_settings.landing, who, objects, packer or CliTransferPacker(client),
+            result = save(target, zone_settings.landing, who, objects,
+                          packer or make_packer(client, zone_settings.save_mode),
                           label=label, workdir=zone_settings.workdir, progress=ProgressLog(out or sys.stdout),
                           poll=poll or Poll(timeout=zone_settings.poll_seconds),
                           zone_label=entry.name if zs.multi else None)
@@ -232,6 +242,10 @@ def run_script(client: Any, title: str, task: Callable[[], str], rstring: Callab
     except EXPECTED_ERRORS as e:
         message = "{} failed: {}".format(title, e)
         print(message, file=err)
+    except ImportError as e:
+        message = missing_module_message(title, e)
+        print(message, file=err)
+        traceback.print_exc(file=err)
     except Exception as e:
         if isinstance(e, IrodsError) or type(e).__module__.split(".")[0] == "irods":
             # python-irodsclient's texts name the host or the iRODS error, never a password
@@ -243,6 +257,14 @@ def run_script(client: Any, title: str, task: Callable[[], str], rstring: Callab
         traceback.print_exc(file=err)
     client.setOutput("Message", rstring(message))
     return message
+
+
+def missing_module_message(title: str, e: ImportError) -> str:
+    """A Python package the OMERO server's environment lacks (omero-cli-transfer, jsonschema, ...), named."""
+    missing = getattr(e, "name", None) or str(e)
+    return ("{} failed: the OMERO server's Python environment cannot import '{}' ({}). Tell the OMERO/iRODS "
+            "facility: it must be installed into the OMERO server's virtualenv (docs/omero.md section 1).".format(
+                title, missing, str(e)[:200]))
 
 
 def run_job(client: Any, title: str, task: Callable[[Any, Any], str]) -> str:

@@ -35,7 +35,16 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
-from omero_client.settings import Settings, SettingsError, check_private, load_zone_settings, read_bounded
+from omero_client.settings import (
+    Settings,
+    SettingsError,
+    SiteSettings,
+    check_private,
+    home_of,
+    load_site_settings,
+    load_zone_settings,
+    read_bounded,
+)
 from policy.errors import IrodsError, NotFound
 from policy.listing import SnapshotInfo
 from policy.schemas import JsonError, ecma_regex, format_path, loads_strict, summarize
@@ -236,15 +245,24 @@ def load_zones(path: str) -> ZonesConfig:
     return parse_zones(doc, path)
 
 
-def find_zones_file(environ: Optional[Mapping[str, str]] = None) -> Optional[str]:
-    """``$OMERO_IRODS_ZONES_FILE`` (must exist), else the first existing default; None = single-zone setup."""
+def find_zones_file(environ: Optional[Mapping[str, str]] = None, site: Optional[SiteSettings] = None
+                    ) -> Optional[str]:
+    """``$OMERO_IRODS_ZONES_FILE`` or the settings file's ``zones_file`` (either must exist), else the first
+    existing of: beside the settings file, the fixed default, $HOME/.irods. None = single-zone setup."""
     env = os.environ if environ is None else environ
     if env.get(ZONES_FILE_VAR):
         path = os.path.expanduser(env[ZONES_FILE_VAR])
         if not os.path.exists(path):
             raise ZonesError("{} names {}, which does not exist".format(ZONES_FILE_VAR, path))
         return path
-    for path in (DEFAULT_ZONES_FILE, os.path.expanduser(FALLBACK_ZONES_FILE)):
+    if site is not None and site.values.get("zones_file"):
+        path = str(site.values["zones_file"])
+        if not os.path.exists(path):
+            raise ZonesError("zones_file in {} names {}, which does not exist".format(site.source, path))
+        return path
+    beside = site.beside("omero_zones.json") if site is not None else None
+    for path in ([beside] if beside else []) + [DEFAULT_ZONES_FILE,
+                                                os.path.join(home_of(env), ".irods", "omero_zones.json")]:
         if os.path.exists(path):
             return path
     return None
@@ -277,8 +295,9 @@ class ZoneSet:
     def __init__(self, config: ZonesConfig, factory: Optional[ZoneFactory] = None,
                  environ: Optional[Mapping[str, str]] = None, hostname: Optional[str] = None,
                  preset_settings: Optional[Dict[str, Settings]] = None,
-                 preset_zones: Optional[Dict[str, Zone]] = None) -> None:
+                 preset_zones: Optional[Dict[str, Zone]] = None, site: Optional[SiteSettings] = None) -> None:
         self.config = config
+        self.site = site
         self.factory = factory or _default_factory
         self.environ = environ
         self.hostname = hostname
@@ -305,7 +324,7 @@ class ZoneSet:
         if s is None:
             try:
                 s = load_zone_settings(entry.irods_environment_file, self.environ, self.hostname,
-                                       landing=entry.landing, server_name=entry.server_name)
+                                       landing=entry.landing, server_name=entry.server_name, site=self.site)
             except SettingsError as e:
                 raise ZoneUnavailable(entry.name, "its configuration on the OMERO server is not usable ({})".format(
                     e)) from None
@@ -354,10 +373,11 @@ def open_zone_set(environ: Optional[Mapping[str, str]] = None, hostname: Optiona
     """The zones file when there is one, else the single environment file (omero_client.settings)."""
     from omero_client.settings import load_settings
 
-    path = find_zones_file(environ)
+    site = load_site_settings(environ)
+    path = find_zones_file(environ, site)
     if path is None:
-        return ZoneSet.single(load_settings(environ, hostname), factory=factory)
-    return ZoneSet(load_zones(path), factory, environ, hostname)
+        return ZoneSet.single(load_settings(environ, hostname, site), factory=factory)
+    return ZoneSet(load_zones(path), factory, environ, hostname, site=site)
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Optional, Sequence,
 if TYPE_CHECKING:  # pragma: no cover
     from jsonschema.exceptions import ValidationError
 
-SCHEMA_NAMES: Tuple[str, ...] = ("manifest", "config", "mapping", "omero-zones")
+SCHEMA_NAMES: Tuple[str, ...] = ("manifest", "config", "mapping", "omero-zones", "omero-settings")
 MAX_MESSAGE_CHARS = 300
 SUMMARY_ERRORS = 5
 DEFAULT_MAX_DEPTH = 32

@@ -775,4 +775,22 @@ def test_a_partial_load_says_so(d: Any, workdir: str) -> None:
     assert "INCOMPLETE" not in full.message
     partial = load(svc_zone(d), mine.snapshot, "jdoe", OMERO_SERVER, FakeUnpacker(new=[("Dataset", 9)]), workdir,
                    landing=d.config.landing_collection)
-    assert "INCOMPLETE: 0 of the 1 images" in partial.message
+    assert "Images: 0 of the 1 in the snapshot imported." in partial.message
+    assert "INCOMPLETE" in partial.message and "Dataset 9" in partial.message
+
+
+def test_missing_jsonschema_is_named_in_the_message(tmp_path: Any, monkeypatch: Any) -> None:
+    """The settings file is validated with jsonschema, imported lazily: without it the Message says so."""
+    from omero_client.settings import load_site_settings
+
+    path = tmp_path / "omero_snapshots.json"
+    path.write_text('{"settings_version": 1}')
+    os.chmod(str(path), 0o600)
+    monkeypatch.setitem(sys.modules, "jsonschema", None)
+    monkeypatch.setitem(sys.modules, "jsonschema.exceptions", None)
+    client = FakeClient()
+    err = io.StringIO()
+    msg = script_support.run_script(client, "List", lambda: str(load_site_settings(
+        {"OMERO_SNAPSHOTS_SETTINGS": str(path)})), str, err)
+    assert msg.startswith("List failed: the OMERO server's Python environment cannot import 'jsonschema")
+    assert client.outputs["Message"] == msg and msg in err.getvalue()

@@ -109,3 +109,21 @@ def test_script_shell_sets_message_and_always_closes_the_session(monkeypatch: An
     assert message == ("done: " + name if not fail else message)
     if fail:
         assert message.endswith("failed: no such snapshot")
+
+
+@pytest.mark.parametrize("name,title", [("Save_to_iRODS.py", "Save to iRODS"),
+                                        ("List_iRODS_Snapshots.py", "List iRODS snapshots"),
+                                        ("Load_from_iRODS.py", "Load from iRODS")])
+def test_a_missing_library_still_leaves_a_message_naming_it(monkeypatch: Any, capsys: Any, name: str,
+                                                            title: str) -> None:
+    import sys
+
+    client = ShellClient()
+    monkeypatch.setattr(scripts, "client", lambda *a, **k: client)
+    monkeypatch.setitem(sys.modules, "omero_client", None)  # "import omero_client" now fails
+    monkeypatch.setitem(sys.modules, "omero_client.script_support", None)
+    runpy.run_path(os.path.join(SCRIPTS, name), run_name="__main__")
+    message = unwrap(client.outputs["Message"])
+    assert message.startswith(title + " failed: ") and "'omero_client'" in message
+    assert client.closed == 1
+    assert message in capsys.readouterr().err

@@ -6,6 +6,19 @@ objects are always created anew (existing ones are never changed).
 """
 
 
+def missing_library(client, title, e):
+    """Leave a Message naming what cannot be imported, before any of the library can run."""
+    import sys
+
+    from omero.rtypes import rstring
+
+    message = ("{} failed: the OMERO server's Python environment cannot import '{}' ({}). Tell the OMERO/iRODS "
+               "facility: install omero-irods-snapshots with its [omero] extra, omero-cli-transfer and "
+               "jsonschema into the OMERO server's virtualenv.".format(title, getattr(e, "name", None) or e, e))
+    client.setOutput("Message", rstring(message))
+    print(message, file=sys.stderr)
+
+
 def main():
     import omero.scripts as scripts
     from omero.rtypes import rlong
@@ -25,8 +38,11 @@ def main():
         contact="your OMERO/iRODS facility",
     )
     try:
-        from omero_client import script_support
-
+        try:
+            from omero_client import script_support
+        except ImportError as e:  # the library itself (or what it imports) is missing: say so in the Message
+            missing_library(client, "Load from iRODS", e)
+            return
         script_support.run_job(client, "Load from iRODS", script_support.load_task)
     finally:
         client.closeSession()
