@@ -459,6 +459,23 @@ def test_client_environment_files_are_private_and_decode_to_the_password(tmp_pat
         os.chmod(directory, 0o700)
 
 
+def test_omero_gets_a_settings_file_naming_the_server_users_are_enrolled_under(tmp_path, configure, env):
+    """OMERO's script processor passes scripts no custom variables: the stack writes omero_snapshots.json."""
+    from omero_client.settings import load_site_settings
+
+    directory = tmp_path / "svc"
+    configure.write_client_env(str(directory), "irods-provider", 1247, "tempZone", "omero-svc", "pw",
+                               os.getuid(), os.getgid(), consumer_dir="/opt/omero/server/.irods",
+                               omero_server_name=env["OMERO_HOST"])
+    try:
+        site = load_site_settings({"OMERO_SNAPSHOTS_SETTINGS": str(directory / "omero_snapshots.json")})
+        assert site.values == {"settings_version": 1, "server_name": env["OMERO_HOST"]}
+    finally:
+        os.chmod(directory, 0o700)
+    entry = open(os.path.join(ROOT, "docker", "irods", "entrypoint.sh"), encoding="utf-8").read()
+    assert '--omero-server-name "$OMERO_HOST"' in entry
+
+
 def test_make_client_envs_writes_the_service_and_admin_environments(tmp_path, env):
     pytest.importorskip("irods.password_obfuscation")
     script = os.path.join(DOCKER, "make_client_envs.py")

@@ -153,12 +153,19 @@ def scrambled_password(password, uid, mtime):
     return encode(password, uid=uid, mtime=mtime)
 
 
-def write_client_env(directory, host, port, zone, user, password, uid, gid=0, consumer_dir=None):
+def write_client_env(directory, host, port, zone, user, password, uid, gid=0, consumer_dir=None,
+                     omero_server_name=None):
     consumer_dir = consumer_dir or directory
     os.makedirs(directory, exist_ok=True)
     os.chmod(directory, 0o700)
     env = client_environment(host, port, zone, user, os.path.join(consumer_dir, ".irodsA"))
     _write_json(os.path.join(directory, "irods_environment.json"), env, mode=0o400, uid=uid, gid=gid)
+    if omero_server_name:
+        # The OMERO side's settings file (schemas/omero-settings-v1.schema.json), beside the environment:
+        # OMERO's script processor passes scripts no custom variables, so the server name the users are
+        # enrolled under must come from this file (docs/omero.md).
+        _write_json(os.path.join(directory, "omero_snapshots.json"),
+                    {"settings_version": 1, "server_name": omero_server_name}, mode=0o400, uid=uid, gid=gid)
     when = int(time.time())
     auth = os.path.join(directory, ".irodsA")
     _write_text(auth, scrambled_password(password, uid, when), mode=0o400, uid=uid, gid=gid)
@@ -215,6 +222,7 @@ def main(argv=None):
     p.add_argument("--uid", required=True, type=int)
     p.add_argument("--gid", type=int, default=0)
     p.add_argument("--consumer-dir")
+    p.add_argument("--omero-server-name", help="also write omero_snapshots.json naming this OMERO server")
 
     args = parser.parse_args(argv)
     try:
@@ -229,7 +237,7 @@ def main(argv=None):
             if not password:
                 raise ConfigureError("environment variable {} is empty or not set".format(args.password_env))
             write_client_env(args.dir, args.host, args.port, args.zone, args.user, password,
-                             args.uid, args.gid, args.consumer_dir)
+                             args.uid, args.gid, args.consumer_dir, args.omero_server_name)
     except (ConfigureError, OSError, ValueError) as e:
         print("configure_server.py {}: {}".format(args.command, e), file=sys.stderr)
         return 1

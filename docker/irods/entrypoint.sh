@@ -134,8 +134,8 @@ as_svc ils -A "$LANDING" | sed -n '1,4p'
 OMS_PASSWORD="$IRODS_SERVICE_ACCOUNT_PASSWORD" python3 "$HERE/configure_server.py" write-client-env \
     --dir "$OMERO_ENV_DIR" --consumer-dir "$OMERO_ENV_DIR_THERE" --host "$IRODS_HOST" \
     --port "$IRODS_PORT" --zone "$IRODS_ZONE_NAME" --user "$IRODS_SERVICE_ACCOUNT" \
-    --password-env OMS_PASSWORD --uid "$OMERO_SERVER_UID" --gid 0
-log "wrote the service account's environment for OMERO (uid $OMERO_SERVER_UID, read-only)"
+    --password-env OMS_PASSWORD --uid "$OMERO_SERVER_UID" --gid 0 --omero-server-name "$OMERO_HOST"
+log "wrote the service account's environment and omero_snapshots.json (server_name $OMERO_HOST) for OMERO (uid $OMERO_SERVER_UID, read-only)"
 
 # Informational: the policy's self-check, through the native rule language instance
 # (it passes string arguments and reads back the OUT parameter).
