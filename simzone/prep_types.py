@@ -187,11 +187,24 @@ def make_irods_types() -> types.ModuleType:
     return m
 
 
+# Names the real irods_errors gave codes the round-10 probes met (its 'error_names' record) that the policy
+# itself does not need to name. -1 (a non-tar archive to msiTarFileExtract) has no name there.
+ROUND10_NAMES: Dict[str, int] = {
+    "BAD_INPUT_DESC_INDEX": -345000,
+    "CAT_INVALID_ARGUMENT": -816000,
+    "INPUT_ARG_NOT_WELL_FORMED_ERR": -1084000,
+    "NO_COLUMN_NAME_FOUND": -1107000,
+    "REPLICA_NOT_IN_RESC": -1821000,
+    "SAME_SRC_DEST_PATHS_ERR": -339000,
+    "SYS_RESC_DOES_NOT_EXIST": -78000,
+}
+
+
 def make_irods_errors() -> types.ModuleType:
     m = types.ModuleType("irods_errors")
     m.RULE_ENGINE_CONTINUE = RULE_ENGINE_CONTINUE  # type: ignore[attr-defined]
     m.RULE_ENGINE_SKIP_OPERATION = 5001000  # type: ignore[attr-defined]
-    for name, code in CODES.items():
+    for name, code in list(CODES.items()) + list(ROUND10_NAMES.items()):
         setattr(m, name, code)
     return m
 
@@ -354,8 +367,8 @@ def make_session_vars() -> types.ModuleType:
 
     def get_map(rei: Any) -> Dict[str, Any]:
         return {
-            "client_user": {"user_name": rei.uoic.userName, "rods_zone": rei.uoic.rodsZone},
-            "proxy_user": {"user_name": rei.uoip.userName, "rods_zone": rei.uoip.rodsZone},
+            "client_user": {"user_name": str(rei.uoic.userName), "rods_zone": str(rei.uoic.rodsZone)},
+            "proxy_user": {"user_name": str(rei.uoip.userName), "rods_zone": str(rei.uoip.rodsZone)},
             "collection": {}, "connection": {}, "data_object": {"object_path": rei.doi.objPath},
             "key_value_pairs": {}, "operation_type": "", "other_user": {},
             "plugin_instance_name": "irods_rule_engine_plugin-python-instance", "status": 0,
