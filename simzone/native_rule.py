@@ -112,13 +112,14 @@ class NativeRule:
             raise ValueError("native rule subset: not a call: {!r}".format(call))
         name, raw = m.group(1), _split_args(m.group(2))
         args: List[Any] = []
-        outs: Dict[int, str] = {}
+        outs: Dict[int, str] = {}  # every variable argument: the microservice may write it
         for i, a in enumerate(raw):
-            if _VAR.fullmatch(a) and a not in self.env:
+            if _VAR.fullmatch(a):
                 outs[i] = a
-                args.append(prep_types.RodsObjStat() if name == "msiObjStat" else "")
-            else:
-                args.append(self._value(a))
+                if a not in self.env:
+                    args.append(prep_types.RodsObjStat() if name == "msiObjStat" else "")
+                    continue
+            args.append(self._value(a))
         try:
             result = getattr(self.callback, name)(*args)
         except RuntimeError as e:

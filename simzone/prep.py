@@ -25,6 +25,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from policy.errors import IrodsError
 from simzone import prep_types
+from policy.zone import LEVELS
 from simzone.catalog import SimCatalog, VaultWriter, sha2
 
 PYTHON_INSTANCE = "irods_rule_engine_plugin-python-instance"
@@ -46,6 +47,18 @@ RESOURCE_MODIFIED_KEYS = (
     "user_sys_uid user_user_name user_user_other_info_user_comments user_user_other_info_user_create "
     "user_user_other_info_user_info user_user_other_info_user_modify user_user_type"
 ).split()
+
+
+class ReturnedCode(Exception):
+    """A microservice failure the real server RETURNS ({'code': N, 'status': False}) instead of raising."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+# Path shapes observed as missing (round 10): these msis then return -808000 instead of raising.
+CAT_NO_ROWS_FOUND = -808000
 
 
 class IruleClientError(Exception):
@@ -100,6 +113,7 @@ class FakeServer:
         self.log_path = log_path or os.path.join(catalog.zone_dir, "rodsLog")
         self.delay_ran: List[Tuple[int, str, str]] = []
         self.stdout: List[str] = []  # writeLine("stdout", ...) of rules run through irule
+        self.error_lines: List[str] = []  # error-level lines written to the log (log_error)
 
     # ------------------------------------------------------------------ core
     @staticmethod
@@ -122,6 +136,11 @@ class FakeServer:
     def log(self, message: str) -> None:
         with open(self.log_path, "a", encoding="utf-8") as f:
             f.write("{} {}\n".format(time.strftime("%Y-%m-%dT%H:%M:%S"), message))
+
+    def log_error(self, message: str) -> None:
+        """An error-level line of the server log (what an admin reading rodsLog sees as an error)."""
+        self.error_lines.append(message)
+        self.log("ERROR: " + message)
 
     def callback(self, user: str, proxy: Optional[str] = None) -> "FakeCallback":
         return FakeCallback(self, user, proxy)
@@ -311,6 +330,9 @@ class FakeCallback:
             def call(*args: Any) -> Dict[str, Any]:
                 try:
                     out = msi(self, list(args))
+                except ReturnedCode as r:
+                    # Not every failure raises (round 10): the call returns, arguments unchanged.
+                    return {"arguments": list(args), "code": r.code, "status": False}
                 except IrodsError as e:
                     raise irods_runtime_error(e.code, name) from None
                 return {"arguments": out, "code": 0, "status": True}
@@ -329,6 +351,22 @@ class FakeCallback:
     @property
     def _cat(self) -> SimCatalog:
         return self._server.catalog
+
+    def _hidden(self, path: str) -> bool:
+        """For a rodsuser an object it may not read looks exactly like a missing one (round 10)."""
+        return self._cat.hidden_from(self._user, path)
+
+    def _kind(self, path: str) -> Optional[str]:
+        """'collection', 'data_object' or None (missing, or hidden from this user)."""
+        if self._hidden(path):
+            return None
+        return self._cat.kind_of(path)
+
+    @staticmethod
+    def _no_trailing_slash(path: Any) -> str:
+        """msiCollCreate and msiObjStat accept 'x/' for the collection x (round 10)."""
+        p = str(path)
+        return p.rstrip("/") or "/" if p.endswith("/") else p
 
     def _new_fd(self, desc: _OpenDesc) -> int:
         fd = 3
@@ -358,8 +396,9 @@ class FakeCallback:
         return a
 
     def _msi_msiDataObjCreate(self, a: List[Any]) -> List[Any]:  # noqa: N802
-        opts = self._kv(a[1])
-        oid = self._cat.create_object(self._user, a[0], force="forceFlag" in opts)
+        # Observed (round 10): with or without forceFlag, an existing object is TRUNCATED to 0 bytes (needs
+        # modify_object). The policy never calls it; modelled so that a test would catch a use.
+        oid = self._cat.create_object(self._user, a[0], force=True)
         row = self._cat.db.execute("SELECT vault FROM objs WHERE id=?", (oid,)).fetchone()
         writer = VaultWriter(self._cat, oid, row[0])
         a[2] = self._new_fd(_OpenDesc(path=a[0], mode="w", writer=writer))
@@ -369,6 +408,8 @@ class FakeCallback:
         opts = self._kv(a[0])
         path = opts.get("objPath", "")
         flags = opts.get("openFlags", "O_RDONLY")
+        if self._kind(path) != "data_object":
+            raise IrodsError(-358000, path)  # missing, a collection, or hidden from a rodsuser (round 10)
         if flags == "O_RDONLY":
             reader = self._cat.open_read(self._user, path)
             a[1] = self._new_fd(_OpenDesc(path=path, mode="r", reader=reader))
@@ -402,10 +443,16 @@ class FakeCallback:
         return a
 
     def _msi_msiDataObjRead(self, a: List[Any]) -> List[Any]:  # noqa: N802
-        d = self._desc(a[0])
+        d = self._fds.get(int(a[0]))
+        if d is None:
+            raise IrodsError(-345000, "bad descriptor")  # BAD_INPUT_DESC_INDEX: closed or unknown (round 10)
         if d.reader is None:
             raise IrodsError(-130000, "descriptor not open for reading")
-        data = d.reader.read(int(a[1]))
+        data = d.reader.read(int(a[1])) if int(a[1]) > 0 else b""
+        if not data:
+            # At end of file, past it, for n=0 and on an empty object the buffer comes back as None (rounds 9, 10).
+            a[2] = None
+            return a
         buf = a[2] if isinstance(a[2], prep_types.BytesBuf) else prep_types.BytesBuf()
         buf.set_buffer(data)
         a[2] = buf  # the count read is buf.len; input 2 keeps the length asked for (as on the server)
@@ -431,11 +478,17 @@ class FakeCallback:
 
     def _msi_msiDataObjRename(self, a: List[Any]) -> List[Any]:  # noqa: N802
         kind = "collection" if str(a[2]) == "1" else "data_object"
-        self._cat.rename(self._user, a[0], a[1], kind)
+        src, dst = str(a[0]), str(a[1])
+        if src == dst:
+            raise IrodsError(-339000, src)  # SAME_SRC_DEST_PATHS_ERR
+        if self._kind(src) != kind:
+            # A missing source, a source hidden from a rodsuser, or the wrong type flag: returned, not raised.
+            raise ReturnedCode(CAT_NO_ROWS_FOUND)
+        self._cat.rename(self._user, src, dst, kind)
         return a
 
     def _msi_msiCollCreate(self, a: List[Any]) -> List[Any]:  # noqa: N802
-        self._cat.create_collection(self._user, a[0], recursive=str(a[1]) == "1")
+        self._cat.create_collection(self._user, self._no_trailing_slash(a[0]), recursive=str(a[1]) == "1")
         return a
 
     def _msi_msiDataObjCopy(self, a: List[Any]) -> List[Any]:  # noqa: N802
@@ -445,37 +498,77 @@ class FakeCallback:
         return a
 
     def _msi_msiObjStat(self, a: List[Any]) -> List[Any]:  # noqa: N802
-        st = self._cat.stat(self._user, a[0])
+        path = self._no_trailing_slash(a[0])
+        if not path.startswith("/") or self._kind(path) is None:
+            # A real server also prints 'msiObjStat: rsObjStat failed' to the client and logs an error line:
+            # a policy that stats a path that may be missing fills the admin's log with errors (issue 10).
+            self._server.log_error("msiObjStat: rsObjStat failed for [{}], status = -310000".format(a[0]))
+            raise IrodsError(-310000, str(a[0]))
+        st = self._cat.stat(self._user, path)
+        oid, ctime = self._cat.id_and_ctime(path)
         out = a[1] if isinstance(a[1], prep_types.RodsObjStat) else prep_types.RodsObjStat()
+
+        def chars(v: Any) -> Any:
+            return prep_types.char_array(str(v).encode("utf-8"))
+
         out.objType = prep_types.objType.DATA_OBJ if st.kind == "data_object" else prep_types.objType.COLL_OBJ
-        out.objSize = st.size
-        out.modifyTime = str(st.modify_time)
-        out.chksum = st.checksum or ""
-        out.ownerName = st.owner or ""
+        out.objSize = st.size if st.kind == "data_object" else 0
+        out.modifyTime = chars("{:011d}".format(st.modify_time))
+        out.createTime = chars("{:011d}".format(ctime))
+        out.dataId = chars(oid)
+        # Observed '' on objects without a checksum (round 10); a stored checksum here is not yet observed.
+        out.chksum = chars(st.checksum or "")
+        out.rescHier = chars("")  # observed '' (rescHier is not filled by msiObjStat)
+        out.ownerName = chars(st.owner or "")
+        out.ownerZone = chars(self._cat.zone_name)
+        out.dataMode = 0
+        out.specColl = None
         a[1] = out
         return a
 
     def _msi_msiDataObjChksum(self, a: List[Any]) -> List[Any]:  # noqa: N802
+        if self._kind(a[0]) != "data_object":
+            # missing, a collection, or hidden from a rodsuser: returned with arguments[2] left '' (round 10)
+            raise ReturnedCode(CAT_NO_ROWS_FOUND)
         a[2] = self._cat.checksum(self._user, a[0])
         return a
 
     def _msi_msiSetACL(self, a: List[Any]) -> List[Any]:  # noqa: N802
+        level = str(a[1])
+        bare = level[len("admin:"):] if level.startswith("admin:") else level
+        if bare not in ("inherit", "noinherit", "null", "read", "write") and bare not in LEVELS:
+            raise IrodsError(-816000, "unknown access level " + level)  # CAT_INVALID_ARGUMENT (round 10)
+        if self._cat.kind_of(str(a[3])) is None:
+            raise IrodsError(-816000, "no such path " + str(a[3]))  # also CAT_INVALID_ARGUMENT (round 10)
+        if bare in ("inherit", "noinherit") and self._cat.kind_of(str(a[3])) == "data_object":
+            raise IrodsError(-818000, "inheritance on a data object")  # observed -818000
         self._cat.set_acl(self._user, a[3], a[2], a[1], recursive=(a[0] == "recursive"))
         return a
 
     def _msi_msi_atomic_apply_metadata_operations(self, a: List[Any]) -> List[Any]:
+        try:
+            req = json.loads(str(a[0]))
+        except ValueError:
+            raise IrodsError(-1084000, "not JSON") from None  # INPUT_ARG_NOT_WELL_FORMED_ERR (round 10)
+        if isinstance(req, dict) and self._hidden(str(req.get("entity_name", ""))):
+            raise IrodsError(-130000, "no such entity")  # an unreadable object looks missing to a rodsuser
         self._cat.apply_metadata(self._user, a[0])
         a[1] = "{}"
         return a
 
     def _msi_msiDataObjUnlink(self, a: List[Any]) -> List[Any]:  # noqa: N802
-        self._cat.unlink(self._user, self._kv(a[0]).get("objPath", a[0]))
+        path = self._kv(a[0]).get("objPath", a[0])
+        if self._kind(path) != "data_object":
+            raise ReturnedCode(CAT_NO_ROWS_FOUND)  # missing, a collection, or hidden: returned (round 10)
+        self._cat.unlink(self._user, path)
         a[1] = 0
         return a
 
     def _msi_msiRmColl(self, a: List[Any]) -> List[Any]:  # noqa: N802
-        # msiRmColl always adds the recursive keyword (reDataObjOpr.cpp); forceFlag skips the trash,
-        # which the simulation does not model (removal is immediate either way).
+        # msiRmColl always adds the recursive keyword (reDataObjOpr.cpp; round 10: a non-empty collection
+        # vanishes with its members); forceFlag skips the trash, which the simulation does not model.
+        if self._cat.kind_of(str(a[0])) == "data_object":
+            raise IrodsError(-834000, str(a[0]))  # CAT_NAME_EXISTS_AS_DATAOBJ (round 10)
         self._cat.remove_collection(self._user, a[0], recursive=True)
         a[2] = 0
         return a
@@ -490,6 +583,8 @@ class FakeCallback:
     def _msi_msiTarFileExtract(self, a: List[Any]) -> List[Any]:  # noqa: N802
         from simzone.native_extract import tar_file_extract
 
+        if self._kind(str(a[0])) != "data_object":
+            raise IrodsError(-1821000, str(a[0]))  # REPLICA_NOT_IN_RESC: missing, or hidden from a rodsuser
         tar_file_extract(self._cat, self._user, a[0], a[1], a[2])
         a[3] = 0
         return a

@@ -283,7 +283,8 @@ def replay_round10(workdir: str, golden: str) -> Round10Replay:
     cat.db.execute("UPDATE resources SET loc='localhost' WHERE name='demoResc'")
     srv = FakeServer(cat, None, os.path.join(workdir, "rodsLog"))
     round10_fixture(cat)
-    cat.enqueue_delay(ADMIN, DELAYED_COND10, DELAYED_BODY10)
+    earlier = cat.enqueue_delay(ADMIN, DELAYED_COND10, DELAYED_BODY10)
+    cat.db.execute("UPDATE delay SET created = created - 120 WHERE id=?", (earlier,))  # submitted by a run before
     rule_r = os.path.join(workdir, "r10.r")
     shutil.copyfile(os.path.join(golden, ROUND10_PROBE), rule_r)
     saved_tmp = tempfile.tempdir
@@ -327,10 +328,15 @@ def replay_round10(workdir: str, golden: str) -> Round10Replay:
     long_r = os.path.join(workdir, "long.r")
     with open(os.path.join(golden, ROUND10_PROBE), encoding="utf-8") as f:
         probe_text = f.read()
-    # what the uncompacted file looked like is not in the records: pad the probe's comment header
-    pad = "#" * 99 + "\n"
-    n_pad = (23845 - len(probe_text)) // len(pad)
-    padded = pad * n_pad + "#" * (23845 - len(probe_text) - n_pad * len(pad) - 1) + "\n" + probe_text
+    # The uncompacted file is not in the records: stand in for it with the probe plus a parenthesised block of
+    # padding near its end (where the real cut fell inside an open '('), 23845 characters in all.
+    at = probe_text.index("    import irods_errors as E")
+    head, tail = "    _uncompacted = (\n", "    )\n"
+    room = 23845 - len(probe_text) - len(head) - len(tail)
+    line = '        "' + "x" * 88 + '"\n'
+    body = line * (room // len(line))
+    body += '        "' + "x" * (room - len(body) - 11) + '"\n' if room - len(body) >= 11 else " " * (room - len(body))
+    padded = probe_text[:at] + head + body + tail + probe_text[at:]
     with open(long_r, "w", encoding="utf-8") as f:
         f.write(padded)
     log_before = os.path.getsize(srv.log_path) if os.path.exists(srv.log_path) else 0
@@ -373,6 +379,8 @@ NORMALISATIONS: Tuple[Tuple[str, str], ...] = (
                                "them so; a value of another form is left as it is and shows as a difference)"),
     ("recorder's words", "keys 'how' and 'note' (written by the person who ran the probes, not by a probe) are "
                          "dropped"),
+    ("unfilled rescHier", "RodsObjStat 'rescHier' other than '' or a resource name -> '' (msiObjStat does not fill "
+                          "it; twice the real server left memory garbage there: an SQL fragment, 'deb12u1)')"),
     ("irule -F cut", "irule_F_limits 'server_log': only whether it reports a SyntaxError (where the cut text "
                      "breaks depends on the uncompacted 23845-character file, which is not in the records)"),
 )
@@ -398,13 +406,13 @@ def _norm_value(v: Any) -> Any:
     if isinstance(v, list):
         return [_norm_value(x) for x in v]
     if isinstance(v, dict):
-        return {k: _norm_value(x) for k, x in v.items()}
+        return {k: _norm_value(x) for k, x in v.items() if k not in _ANNOTATIONS}
     return v
 
 
 def normalise(rec: Dict[str, Any], config_dir: str) -> Dict[str, Any]:
     """One record, comparable: see NORMALISATIONS."""
-    r = {k: _norm_value(v) for k, v in rec.items() if not k.endswith("_s") and k not in ("how", "note")}
+    r = {k: _norm_value(v) for k, v in rec.items() if not k.endswith("_s") and k not in _ANNOTATIONS}
     probe = r.get("probe")
     _norm_round10(r)
     if isinstance(r.get("exc"), str):
@@ -427,6 +435,8 @@ def normalise(rec: Dict[str, Any], config_dir: str) -> Dict[str, Any]:
 
 
 _ELIDED_TIME = "<epoch seconds, zero-padded to 11 digits>"
+_ANNOTATIONS = ("how", "note")
+_RESOURCES = ("", "demoResc")
 
 
 def _norm_round10(r: Dict[str, Any]) -> None:
@@ -437,6 +447,8 @@ def _norm_round10(r: Dict[str, Any]) -> None:
                     a[k] = _ELIDED_TIME
             if isinstance(a.get("dataId"), str) and re.fullmatch(r"\d+", a["dataId"]):
                 a["dataId"] = "<numeric id as str>"
+            if isinstance(a.get("rescHier"), str) and a["rescHier"] not in _RESOURCES:
+                a["rescHier"] = ""  # msiObjStat leaves rescHier unfilled: leftover server memory
     cols = r.get("columns")
     if isinstance(cols, list) and "RULE_EXEC_TIME" in cols and isinstance(r.get("rows"), list):
         i = cols.index("RULE_EXEC_TIME")
