@@ -114,6 +114,7 @@ class FakeServer:
         self.delay_ran: List[Tuple[int, str, str]] = []
         self.stdout: List[str] = []  # writeLine("stdout", ...) of rules run through irule
         self.error_lines: List[str] = []  # error-level lines written to the log (log_error)
+        self.eof_reads = 0  # msiDataObjRead calls answered with the end-of-file None (tests count them)
 
     # ------------------------------------------------------------------ core
     @staticmethod
@@ -451,6 +452,7 @@ class FakeCallback:
         data = d.reader.read(int(a[1])) if int(a[1]) > 0 else b""
         if not data:
             # At end of file, past it, for n=0 and on an empty object the buffer comes back as None (rounds 9, 10).
+            self._server.eof_reads += 1
             a[2] = None
             return a
         buf = a[2] if isinstance(a[2], prep_types.BytesBuf) else prep_types.BytesBuf()

@@ -222,3 +222,30 @@ def test_native_extract_codes(world: Any) -> None:
     z.native_extract(HOME + SVC + "/t.tar", HOME + SVC + "/tx", "demoResc")
     with pytest.raises(AlreadyExists):  # -46000: never onto existing members
         z.native_extract(HOME + SVC + "/t.tar", HOME + SVC + "/tx", "demoResc")
+
+
+# ---------------------------------------------------------------------- whole drops on the simulated deployment
+def test_a_normal_drop_reads_its_manifest_to_the_none_and_logs_no_error(tmp_path: Any) -> None:
+    """The landed policy stopped every drop at 'processing' on a real server (round 9); and each drop's
+    msiObjStat of missing paths (quarantine, a new snapshot root) wrote error lines to the server log."""
+    from helpers import FIXTURES, drop, enrolled_deployment
+
+    from policy.ingest import drop_status
+
+    d = enrolled_deployment(str(tmp_path / "zone"))
+    drop_id, _ = drop(d, FIXTURES["image_tar"])
+    assert drop_status(d.admin(), d.config, drop_id).status == "complete"
+    assert d.server.eof_reads >= 1, "the manifest was read through the end-of-file None"
+    assert d.server.error_lines == []
+
+
+def test_a_quarantined_drop_logs_no_error(tmp_path: Any) -> None:
+    from helpers import FIXTURES, drop, enrolled_deployment, manifest_doc
+
+    from policy.ingest import drop_status
+
+    d = enrolled_deployment(str(tmp_path / "zone"))
+    archive = FIXTURES["image_tar"]
+    drop_id, _ = drop(d, archive, manifest_doc(archive, archive_sha256="0" * 64))
+    assert drop_status(d.admin(), d.config, drop_id).status == "quarantined"
+    assert d.server.error_lines == []
