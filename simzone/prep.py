@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from policy.errors import IrodsError
-from simzone import prep_types
 from policy.zone import LEVELS
+from simzone import prep_types
 from simzone.catalog import SimCatalog, VaultWriter, sha2
 
 PYTHON_INSTANCE = "irods_rule_engine_plugin-python-instance"

@@ -13,7 +13,7 @@ from typing import Any, List, Tuple
 
 import pytest
 
-from policy.errors import AlreadyExists, InvalidInput, IrodsError, NotFound, NoPermission
+from policy.errors import AlreadyExists, InvalidInput, IrodsError, NoPermission, NotFound
 from policy.prep_zone import PrepZone
 from policy.zone import COLLECTION, DATA_OBJECT, MetaOp, exists
 from simzone.catalog import SimCatalog
