@@ -133,13 +133,20 @@ class objType:  # noqa: N801 - real name
 
 @_irods_class
 class RodsObjStat:
+    """The text fields are char_array on a real server (round 10: read them with str())."""
+
     def __init__(self) -> None:
         self.objType: _ObjTypeValue = objType.UNKNOWN_OBJ_T
         self.objSize = 0
-        self.modifyTime = "0"
-        self.createTime = "0"
-        self.chksum = ""
-        self.ownerName = ""
+        self.modifyTime: Any = char_array(b"")
+        self.createTime: Any = char_array(b"")
+        self.dataId: Any = char_array(b"")
+        self.chksum: Any = char_array(b"")
+        self.ownerName: Any = char_array(b"")
+        self.ownerZone: Any = char_array(b"")
+        self.rescHier: Any = char_array(b"")
+        self.dataMode = 0
+        self.specColl: Any = None
 
 
 @_irods_class
