@@ -25,8 +25,11 @@ _VAR = re.compile(r"\*[A-Za-z_][A-Za-z0-9_]*")
 _STR = r'"((?:[^"\\]|\\.)*)"'
 
 
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r"}
+
+
 def _unescape(body: str) -> str:
-    return re.sub(r"\\(.)", lambda m: m.group(1), body)
+    return re.sub(r"\\(.)", lambda m: _ESCAPES.get(m.group(1), m.group(1)), body)
 
 
 def _interp(text: str, env: Dict[str, Any]) -> str:

@@ -9,6 +9,7 @@ catalog. A failure lists every differing record and field.
 
 from __future__ import annotations
 
+import os
 from typing import Any, Dict, List
 
 import pytest
@@ -144,3 +145,31 @@ def test_round10_every_adapter_call_matches_the_real_server(replay10: cs.Round10
     print("round 10: the fake reproduces {}/{} records".format(n, len(golden)))
     diffs = cs.compare_records("round10", golden, fake)
     assert not diffs, "{}/{} records reproduced; differing: {}{}".format(n, len(golden), differing, cs.report(diffs))
+
+
+def test_round9_read_to_end_of_file(tmp_path: Any) -> None:
+    """round9 read_to_eof: three msiDataObjRead(fd, 65536, BytesBuf()) of a 12-byte object as rods."""
+    import json as _json
+
+    import irods_types
+
+    from simzone.catalog import SimCatalog
+    from simzone.prep import FakeServer
+
+    assert GOLDEN is not None
+    with open(os.path.join(GOLDEN, "round9-eof-and-rule-arguments.jsonl"), encoding="utf-8") as f:
+        golden = [_json.loads(line) for line in f if '"read_to_eof"' in line][0]
+    cat = SimCatalog(str(tmp_path / "zone"))
+    srv = FakeServer(cat, None, str(tmp_path / "rodsLog"))
+    with cat.open_new("rods", "/tempZone/home/rods/twelve.txt") as w:
+        w.write(b"hello world\n")
+    cb = srv.callback("rods")
+    fd = cb.msiDataObjOpen("objPath=/tempZone/home/rods/twelve.txt++++openFlags=O_RDONLY", 0)["arguments"][1]
+    results = []
+    for i in (1, 2, 3):
+        a = cb.msiDataObjRead(fd, 65536, irods_types.BytesBuf())["arguments"]
+        r: Dict[str, Any] = {"call": i, "arguments[2]_type": type(a[2]).__name__}
+        r.update({"arguments[2].len": a[2].len} if a[2] is not None else {"arguments[2]": None})
+        r["arguments[1]"] = a[1]
+        results.append(r)
+    assert results == golden["results"]
