@@ -98,7 +98,12 @@ class PrepZone:
         p = p.rstrip("/") or "/"
         if "'" in p:
             # GenQuery1 has no escape for a quote: fall back to msiObjStat (may log a server error line)
-            return self._stat_msi(p).kind if self._stat_exists_msi(p) else None
+            from policy.errors import NotFound
+
+            try:
+                return self._stat_msi(p).kind
+            except NotFound:
+                return None
         if self._query(["COLL_NAME"], "COLL_NAME = " + _quote(p)):
             return COLLECTION
         if trailing or p == "/":
@@ -116,15 +121,6 @@ class PrepZone:
         if k is None:
             raise error_for(-310000, path)
         return k
-
-    def _stat_exists_msi(self, path: str) -> bool:
-        from policy.errors import NotFound
-
-        try:
-            self._stat_msi(path)
-            return True
-        except NotFound:
-            return False
 
     def _stat_msi(self, path: str) -> Stat:
         import irods_types  # built into PREP

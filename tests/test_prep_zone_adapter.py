@@ -249,3 +249,13 @@ def test_a_quarantined_drop_logs_no_error(tmp_path: Any) -> None:
     drop_id, _ = drop(d, archive, manifest_doc(archive, archive_sha256="0" * 64))
     assert drop_status(d.admin(), d.config, drop_id).status == "quarantined"
     assert d.server.error_lines == []
+
+
+def test_a_path_with_a_quote_is_still_answered(world: Any) -> None:
+    """GenQuery1 cannot quote a "'": existence falls back to msiObjStat for such a path."""
+    srv, cat = world
+    _put(cat, SVC, HOME + SVC + "/it's.txt", b"q")
+    z = _zone(srv, SVC)
+    assert exists(z, HOME + SVC + "/it's.txt")
+    assert not exists(z, HOME + SVC + "/isn't.txt")
+    assert z.stat(HOME + SVC + "/it's.txt").size == 1
