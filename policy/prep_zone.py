@@ -28,6 +28,11 @@ class DataPlane:
         raise NotImplementedError
 
 
+def _coll(path: str) -> str:
+    """A collection path as the catalog stores it: 'x/' (which msiObjStat accepts for x) is 'x'."""
+    return path.rstrip("/") or "/"
+
+
 def _quote(value: str) -> str:
     """GenQuery1 has no escape for quotes: refuse them rather than build a wrong query."""
     if "'" in value:
@@ -95,7 +100,7 @@ class PrepZone:
         if not p.startswith("/"):
             return None  # a relative path: msiObjStat says -310000 too (round 10)
         trailing = len(p) > 1 and p.endswith("/")
-        p = p.rstrip("/") or "/"
+        p = _coll(p)
         if "'" in p:
             # GenQuery1 has no escape for a quote: fall back to msiObjStat (may log a server error line)
             from policy.errors import NotFound
@@ -165,7 +170,7 @@ class PrepZone:
             return []
         if kind == COLLECTION:
             # COLL_USER_NAME, not USER_NAME: GenQuery1 joins R_USER_MAIN through data-object access only.
-            rows = self._query(["COLL_ACCESS_NAME", "COLL_USER_NAME"], "COLL_NAME = " + _quote(path))
+            rows = self._query(["COLL_ACCESS_NAME", "COLL_USER_NAME"], "COLL_NAME = " + _quote(_coll(path)))
         else:
             rows = self._query(["DATA_ACCESS_NAME", "USER_NAME"], "COLL_NAME = {} and DATA_NAME = {}".format(
                 _quote(parent_of(path)), _quote(basename_of(path))))
@@ -175,7 +180,7 @@ class PrepZone:
         if not ops:
             return
         kind = self._kind_or_not_found(path)
-        payload = {"entity_name": path, "entity_type": kind,
+        payload = {"entity_name": _coll(path) if kind == COLLECTION else path, "entity_type": kind,
                    "operations": [{"operation": o.operation, "attribute": o.attribute, "value": o.value,
                                    "units": o.units} for o in ops]}
         self._msi("msi_atomic_apply_metadata_operations", json.dumps(payload), "")
@@ -183,7 +188,7 @@ class PrepZone:
     def metadata(self, path: str) -> List[Avu]:
         if self._kind_or_not_found(path) == COLLECTION:
             rows = self._query(["META_COLL_ATTR_NAME", "META_COLL_ATTR_VALUE", "META_COLL_ATTR_UNITS"],
-                               "COLL_NAME = " + _quote(path))
+                               "COLL_NAME = " + _quote(_coll(path)))
         else:
             rows = self._query(["META_DATA_ATTR_NAME", "META_DATA_ATTR_VALUE", "META_DATA_ATTR_UNITS"],
                                "COLL_NAME = {} and DATA_NAME = {}".format(_quote(parent_of(path)),
@@ -196,6 +201,7 @@ class PrepZone:
     def list_collection(self, path: str) -> Listing:
         """For the rodsuser, objects it may not read are not listed (hidden by genquery, round 10)."""
         self._kind_or_not_found(path)
+        path = _coll(path)
         colls = [r if isinstance(r, str) else r[0]
                  for r in self._query(["COLL_NAME"], "COLL_PARENT_NAME = " + _quote(path))]
         objs: Dict[str, Stat] = {}

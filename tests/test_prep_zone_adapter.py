@@ -259,3 +259,16 @@ def test_a_path_with_a_quote_is_still_answered(world: Any) -> None:
     assert exists(z, HOME + SVC + "/it's.txt")
     assert not exists(z, HOME + SVC + "/isn't.txt")
     assert z.stat(HOME + SVC + "/it's.txt").size == 1
+
+
+def test_a_collection_named_with_a_trailing_slash(world: Any) -> None:
+    """msiObjStat and msiCollCreate accept 'x/' for the collection x (round 10); the queries must too."""
+    srv, cat = world
+    z = _zone(srv, SVC)
+    z.create_collection(HOME + SVC + "/slash/")
+    assert cat.exists(HOME + SVC + "/slash")
+    z.apply_metadata(HOME + SVC + "/slash/", [MetaOp("add", "k", "v")])
+    assert [a.value for a in z.metadata(HOME + SVC + "/slash/")] == ["v"]
+    assert [(a.user, a.level) for a in z.acl(HOME + SVC + "/slash/")] == [(SVC, "own")]
+    _put(cat, SVC, HOME + SVC + "/slash/m.txt", b"m")
+    assert [o.path for o in z.list_collection(HOME + SVC + "/slash/").data_objects] == [HOME + SVC + "/slash/m.txt"]
