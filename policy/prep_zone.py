@@ -196,7 +196,11 @@ class PrepZone:
         return [Avu(a, v, u or "") for a, v, u in rows]
 
     def checksum(self, path: str) -> str:
-        return str(self._msi("msiDataObjChksum", path, "", "")[2])
+        value = str(self._msi("msiDataObjChksum", path, "", "")[2] or "")
+        if not value:
+            # A failed call leaves arguments[2] as '' (round 10): never hand that on as a checksum.
+            raise error_for(-808000, "msiDataObjChksum({!r}) gave no checksum".format(path[:200]))
+        return value
 
     def list_collection(self, path: str) -> Listing:
         """For the rodsuser, objects it may not read are not listed (hidden by genquery, round 10)."""

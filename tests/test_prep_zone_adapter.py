@@ -272,3 +272,21 @@ def test_a_collection_named_with_a_trailing_slash(world: Any) -> None:
     assert [(a.user, a.level) for a in z.acl(HOME + SVC + "/slash/")] == [(SVC, "own")]
     _put(cat, SVC, HOME + SVC + "/slash/m.txt", b"m")
     assert [o.path for o in z.list_collection(HOME + SVC + "/slash/").data_objects] == [HOME + SVC + "/slash/m.txt"]
+
+
+def test_an_empty_checksum_is_never_returned(world: Any) -> None:
+    """Even if a server returned success with arguments[2] left '' (as its failures leave it), no '' passes."""
+    srv, cat = world
+    _put(cat, SVC, HOME + SVC + "/a.txt", b"a")
+    z = _zone(srv, SVC)
+
+    class Blank:
+        def __getattr__(self, name: str) -> Any:
+            fn = getattr(srv.callback(SVC), name)
+            if name != "msiDataObjChksum":
+                return fn
+            return lambda *a: {"arguments": [a[0], a[1], ""], "code": 0, "status": True}
+
+    z.callback = Blank()
+    with pytest.raises(NotFound):
+        z.checksum(HOME + SVC + "/a.txt")
