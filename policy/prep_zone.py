@@ -28,6 +28,11 @@ class DataPlane:
         raise NotImplementedError
 
 
+def _coll(path: str) -> str:
+    """A collection path as the catalog stores it: 'x/' (which msiObjStat accepts for x) is 'x'."""
+    return path.rstrip("/") or "/"
+
+
 def _quote(value: str) -> str:
     """GenQuery1 has no escape for quotes: refuse them rather than build a wrong query."""
     if "'" in value:
@@ -51,14 +56,26 @@ class PrepZone:
 
     # ------------------------------------------------------------------ plumbing
     def _msi(self, name: str, *args: Any) -> List[Any]:
+        """Call a microservice; ANY failure becomes the typed error.
+
+        Not every failure raises (round 10): msiDataObjChksum of a missing path, msiDataObjUnlink of a
+        missing object and msiDataObjRename of a missing source (or with the wrong type flag) RETURN
+        {'code': -808000, 'status': False}. Taking that for success made a move that did not happen, or a
+        checksum of '', look fine.
+        """
+        def what() -> str:
+            return "{}({})".format(name, ", ".join(repr(a)[:120] for a in args if isinstance(a, str)))
+
         try:
             result = getattr(self.callback, name)(*args)
         except RuntimeError as e:
             code = code_from_text(str(e))
             if code is None:
                 raise IrodsError(-1828000, "{} failed without an iRODS code".format(name)) from None
-            raise error_for(code, "{}({})".format(name, ", ".join(repr(a)[:120] for a in args
-                                                                  if isinstance(a, str)))) from None
+            raise error_for(code, what()) from None
+        code = int(result.get("code", 0) or 0)
+        if code < 0 or result.get("status", True) is False:
+            raise error_for(code if code < 0 else -1828000, what() + " returned code {}".format(code))
         return list(result["arguments"])
 
     def _query(self, columns: Sequence[str], conditions: str) -> List[Any]:
@@ -70,22 +87,71 @@ class PrepZone:
             code = code_from_text(str(e)) or -1828000
             raise error_for(code, "genquery " + conditions[:200]) from None
 
-    # ------------------------------------------------------------------ control plane
-    def stat(self, path: str) -> Stat:
+    # ------------------------------------------------------------------ existence, without server errors
+    def kind(self, path: str) -> Optional[str]:
+        """COLLECTION, DATA_OBJECT or None, through genquery: no match is [] (round 10), whereas msiObjStat of
+        a missing path prints 'rsObjStat failed' to the client and logs an error line on a real server.
+
+        For the rodsuser an object it may not read is hidden (round 10): it is None here, exactly as
+        msiObjStat (-310000) and msiDataObjOpen (-358000) treat it. A collection it may not read is also
+        hidden from genquery; creating it then fails with AlreadyExists, which callers handle.
+        """
+        p = str(path)
+        if not p.startswith("/"):
+            return None  # a relative path: msiObjStat says -310000 too (round 10)
+        trailing = len(p) > 1 and p.endswith("/")
+        p = _coll(p)
+        if "'" in p:
+            # GenQuery1 has no escape for a quote: fall back to msiObjStat (may log a server error line)
+            from policy.errors import NotFound
+
+            try:
+                return self._stat_msi(p).kind
+            except NotFound:
+                return None
+        if self._query(["COLL_NAME"], "COLL_NAME = " + _quote(p)):
+            return COLLECTION
+        if trailing or p == "/":
+            return None  # 'x/' names a collection (msiObjStat and msiCollCreate accept it for one)
+        if self._query(["DATA_NAME"], "COLL_NAME = {} and DATA_NAME = {}".format(
+                _quote(parent_of(p)), _quote(basename_of(p)))):
+            return DATA_OBJECT
+        return None
+
+    def exists(self, path: str) -> bool:
+        return self.kind(path) is not None
+
+    def _kind_or_not_found(self, path: str) -> str:
+        k = self.kind(path)
+        if k is None:
+            raise error_for(-310000, path)
+        return k
+
+    def _stat_msi(self, path: str) -> Stat:
         import irods_types  # built into PREP
 
         out = self._msi("msiObjStat", path, irods_types.RodsObjStat())[1]
+
+        def text(field: str) -> str:
+            v = getattr(out, field, None)  # char_array on a real server (round 10): read it with str()
+            return "" if v is None else str(v).strip()
+
         kind = DATA_OBJECT if "DATA_OBJ" in repr(out.objType) else COLLECTION
-        mtime = str(getattr(out, "modifyTime", "") or "0").strip()
+        mtime = text("modifyTime")  # epoch seconds zero-padded to 11 digits
         return Stat(path=path, kind=kind, size=int(getattr(out, "objSize", 0) or 0),
-                    owner=str(getattr(out, "ownerName", "") or "") or None,
-                    modify_time=int(mtime) if mtime.isdigit() else 0)
+                    owner=text("ownerName") or None, modify_time=int(mtime) if mtime.isdigit() else 0)
+
+    # ------------------------------------------------------------------ control plane
+    def stat(self, path: str) -> Stat:
+        """NotFound for a missing path WITHOUT calling msiObjStat on it (no server error line per drop)."""
+        self._kind_or_not_found(path)
+        return self._stat_msi(path)
 
     def create_collection(self, path: str, recursive: bool = False) -> None:
         self._msi("msiCollCreate", path, "1" if recursive else "0", 0)
 
     def rename(self, src: str, dst: str) -> None:
-        kind = self.stat(src).kind
+        kind = self._kind_or_not_found(src)
         self._msi("msiDataObjRename", src, dst, "1" if kind == COLLECTION else "0", 0)
 
     def set_acl(self, path: str, user: str, level: str, recursive: bool = False) -> None:
@@ -96,9 +162,15 @@ class PrepZone:
                   self.user, path)
 
     def acl(self, path: str) -> List[Ace]:
-        if self.stat(path).kind == COLLECTION:
+        """The ACL rows this user may see. A path genquery does not show it (missing, or for the rodsuser a
+        collection or object it may not read: round 10) has none: [], so owns() is simply False for a
+        collection somebody else made where the service account expected its own."""
+        kind = self.kind(path)
+        if kind is None:
+            return []
+        if kind == COLLECTION:
             # COLL_USER_NAME, not USER_NAME: GenQuery1 joins R_USER_MAIN through data-object access only.
-            rows = self._query(["COLL_ACCESS_NAME", "COLL_USER_NAME"], "COLL_NAME = " + _quote(path))
+            rows = self._query(["COLL_ACCESS_NAME", "COLL_USER_NAME"], "COLL_NAME = " + _quote(_coll(path)))
         else:
             rows = self._query(["DATA_ACCESS_NAME", "USER_NAME"], "COLL_NAME = {} and DATA_NAME = {}".format(
                 _quote(parent_of(path)), _quote(basename_of(path))))
@@ -107,16 +179,16 @@ class PrepZone:
     def apply_metadata(self, path: str, ops: Sequence[MetaOp]) -> None:
         if not ops:
             return
-        kind = self.stat(path).kind
-        payload = {"entity_name": path, "entity_type": kind,
+        kind = self._kind_or_not_found(path)
+        payload = {"entity_name": _coll(path) if kind == COLLECTION else path, "entity_type": kind,
                    "operations": [{"operation": o.operation, "attribute": o.attribute, "value": o.value,
                                    "units": o.units} for o in ops]}
         self._msi("msi_atomic_apply_metadata_operations", json.dumps(payload), "")
 
     def metadata(self, path: str) -> List[Avu]:
-        if self.stat(path).kind == COLLECTION:
+        if self._kind_or_not_found(path) == COLLECTION:
             rows = self._query(["META_COLL_ATTR_NAME", "META_COLL_ATTR_VALUE", "META_COLL_ATTR_UNITS"],
-                               "COLL_NAME = " + _quote(path))
+                               "COLL_NAME = " + _quote(_coll(path)))
         else:
             rows = self._query(["META_DATA_ATTR_NAME", "META_DATA_ATTR_VALUE", "META_DATA_ATTR_UNITS"],
                                "COLL_NAME = {} and DATA_NAME = {}".format(_quote(parent_of(path)),
@@ -124,10 +196,16 @@ class PrepZone:
         return [Avu(a, v, u or "") for a, v, u in rows]
 
     def checksum(self, path: str) -> str:
-        return str(self._msi("msiDataObjChksum", path, "", "")[2])
+        value = str(self._msi("msiDataObjChksum", path, "", "")[2] or "")
+        if not value:
+            # A failed call leaves arguments[2] as '' (round 10): never hand that on as a checksum.
+            raise error_for(-808000, "msiDataObjChksum({!r}) gave no checksum".format(path[:200]))
+        return value
 
     def list_collection(self, path: str) -> Listing:
-        self.stat(path)
+        """For the rodsuser, objects it may not read are not listed (hidden by genquery, round 10)."""
+        self._kind_or_not_found(path)
+        path = _coll(path)
         colls = [r if isinstance(r, str) else r[0]
                  for r in self._query(["COLL_NAME"], "COLL_PARENT_NAME = " + _quote(path))]
         objs: Dict[str, Stat] = {}
@@ -223,11 +301,13 @@ class PrepZone:
             chunks = []
             total = 0
             while total <= limit:
-                args = self._msi("msiDataObjRead", fd, min(65536, limit + 1 - total), irods_types.BytesBuf())
-                n = int(args[2].len)  # the count read is the buffer's length; args[1] is what was asked
+                buf = self._msi("msiDataObjRead", fd, min(65536, limit + 1 - total), irods_types.BytesBuf())[2]
+                if buf is None:
+                    break  # end of file: the server returns None, not an empty buffer (rounds 9 and 10)
+                n = int(buf.len)  # the count read is the buffer's length; args[1] is what was asked
                 if n <= 0:
                     break
-                chunks.append(bytes(args[2].get_bytes()[:n]))
+                chunks.append(bytes(buf.get_bytes()[:n]))
                 total += n
             return b"".join(chunks)
         finally:

@@ -43,6 +43,9 @@ CREATE TABLE IF NOT EXISTS delay (id INTEGER PRIMARY KEY, user TEXT, cond TEXT, 
 FaultHook = Callable[[str, Tuple[Any, ...]], None]
 
 C, D = "C", "D"  # acl/avu kinds: collection, data object
+# The lowest level with which a rodsuser sees an entity through PREP (msiObjStat, genquery). Observed: no ACL
+# hides it, read (read_object) shows it (round 10); the levels in between are not yet observed.
+VISIBLE_LEVEL = "read_object"
 
 
 def _rank(level: str) -> int:
@@ -209,6 +212,31 @@ class SimCatalog:
     def exists(self, path: str) -> bool:
         return self._entity(path) is not None
 
+    def kind_of(self, path: str) -> Optional[str]:
+        ent = self._entity(path)
+        return None if ent is None else (COLLECTION if ent[0] == C else DATA_OBJECT)
+
+    def id_and_ctime(self, path: str) -> Tuple[int, int]:
+        row = self._coll_row(path)
+        if row:
+            return int(row[0]), int(row[5] or 0)
+        orow = self._obj_row(path)
+        if orow is None:
+            raise error_for(-310000, path)
+        return int(orow[0]), int(orow[6] or 0)
+
+    def hidden_from(self, user: str, path: str) -> bool:
+        """Whether a rodsuser sees this DATA OBJECT as missing through PREP (round 10: msiObjStat -310000,
+        open -358000, no genquery rows, exactly like a missing one) because it may not read it. A rodsadmin
+        sees everything. Collections are not hidden from msiObjStat (not observed); genquery hides them."""
+        orow = self._obj_row(path)
+        if orow is None or self._is_admin(user):
+            return False
+        return self._access(user, D, int(orow[0])) < _rank(VISIBLE_LEVEL)
+
+    def visible_levels(self) -> List[str]:
+        return list(LEVELS[_rank(VISIBLE_LEVEL):])
+
     def create_collection(self, user: str, path: str, recursive: bool = False) -> None:
         self._op("create_collection", path, recursive)
         self._check_path(path)
@@ -221,7 +249,7 @@ class SimCatalog:
                 return
             raise error_for(-809000, path)
         if self._obj_row(path) is not None:
-            raise error_for(-809000, path)
+            raise error_for(-834000, path)  # CAT_NAME_EXISTS_AS_DATAOBJ, with either flag (round 10)
         parent = path.rsplit("/", 1)[0] or "/"
         prow = self._coll_row(parent)
         if prow is None:
@@ -367,10 +395,10 @@ class SimCatalog:
                 if not isinstance(attr, str) or not isinstance(value, str) or not attr or not value:
                     raise error_for(-130000, "attribute and value must be non-empty strings")
                 if op.get("operation") == "add":
-                    if self.db.execute("SELECT 1 FROM avu WHERE kind=? AND oid=? AND attr=? AND value=? AND units=?",
-                                       (ent[0], ent[1], attr, value, units)).fetchone():
-                        raise error_for(-809000, "AVU exists")
-                    self.db.execute("INSERT INTO avu VALUES (?,?,?,?,?)", (ent[0], ent[1], attr, value, units))
+                    # Adding an AVU that already exists succeeds and changes nothing (round 10).
+                    if not self.db.execute("SELECT 1 FROM avu WHERE kind=? AND oid=? AND attr=? AND value=? "
+                                           "AND units=?", (ent[0], ent[1], attr, value, units)).fetchone():
+                        self.db.execute("INSERT INTO avu VALUES (?,?,?,?,?)", (ent[0], ent[1], attr, value, units))
                 elif op.get("operation") == "remove":
                     self.db.execute("DELETE FROM avu WHERE kind=? AND oid=? AND attr=? AND value=? AND units=?",
                                     (ent[0], ent[1], attr, value, units))
@@ -487,8 +515,10 @@ class SimCatalog:
         return VaultWriter(self, oid, vault)
 
     def checksum(self, user: str, path: str) -> str:
+        """msiDataObjChksum: read access is NOT enough (round 10: read-only -818000, for rods too); whether a
+        stored checksum could be read back with read access is not yet observed, so it is refused as well."""
         self._op("checksum", path)
-        oid, vault = self.object_vault(user, path, "read_object")
+        oid, vault = self.object_vault(user, path, "modify_object")
         row = self.db.execute("SELECT checksum FROM objs WHERE id=?", (oid,)).fetchone()
         if row and row[0]:
             return str(row[0])

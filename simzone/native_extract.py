@@ -27,11 +27,13 @@ def _target_name(raw: str) -> str:
 
 def tar_file_extract(cat: SimCatalog, user: str, tar_path: str, target: str, resource: str) -> int:
     cat._op("tar_file_extract", tar_path, target)
+    if not cat.query_rows("SELECT 1 FROM resources WHERE name=?", (resource,)):
+        raise error_for(-78000, resource)  # SYS_RESC_DOES_NOT_EXIST (round 10)
     _, vault = cat.object_vault(user, tar_path, "read_object")
     try:
         tf = tarfile.open(vault, mode="r:")
     except tarfile.TarError:
-        raise error_for(-67000, "not a tar file") from None  # SYS_TAR_* range
+        raise error_for(-1, "not a tar file") from None  # round 10: -1, a code without a name
     with tf:
         members = tf.getmembers()
         if any(m.issym() or m.islnk() for m in members):

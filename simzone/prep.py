@@ -24,12 +24,14 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from policy.errors import IrodsError
+from policy.zone import LEVELS
 from simzone import prep_types
 from simzone.catalog import SimCatalog, VaultWriter, sha2
 
 PYTHON_INSTANCE = "irods_rule_engine_plugin-python-instance"
 NATIVE_INSTANCE = "irods_rule_engine_plugin-irods_rule_language-instance"
 MAX_ACTION_SIZE = 5440
+MAX_IRULE_TEXT = 20 * 1024  # irule -F text kept by the server: 20187 characters ran, 23845 were cut (round 10)
 PEP_REGEXES = (re.compile(r"^ac[^ ]*$"), re.compile(r"^[^ ]*pep_[^ ]*_(pre|post)$"))
 LOCATION = "<simulated server: simzone.prep>"
 
@@ -47,6 +49,22 @@ RESOURCE_MODIFIED_KEYS = (
 ).split()
 
 
+class ReturnedCode(Exception):
+    """A microservice failure the real server RETURNS ({'code': N, 'status': False}) instead of raising."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+# Path shapes observed as missing (round 10): these msis then return -808000 instead of raising.
+CAT_NO_ROWS_FOUND = -808000
+
+
+class IruleClientError(Exception):
+    """What the irule client itself refused before sending anything (its message, no iRODS code)."""
+
+
 def irods_runtime_error(code: int, what: str = "") -> RuntimeError:
     return RuntimeError("[iRods__Error__Code:{}] [-]\t{}{}".format(code, LOCATION, (" " + what) if what else ""))
 
@@ -58,8 +76,11 @@ class _Obj:
 
 def make_rei(user: str, zone: str, obj_path: str = "", proxy: Optional[str] = None) -> Any:
     """A rei with the fields rules read: uoic (client), uoip (proxy), doi, rsComm."""
-    uoic = _Obj(userName=user, rodsZone=zone)
-    uoip = _Obj(userName=proxy or user, rodsZone=zone)
+    # On a server these are char_array, not str (round 10 'caller'): rules must str() them.
+    uoic = _Obj(userName=prep_types.char_array(user.encode("utf-8")),
+                rodsZone=prep_types.char_array(zone.encode("utf-8")))
+    uoip = _Obj(userName=prep_types.char_array((proxy or user).encode("utf-8")),
+                rodsZone=prep_types.char_array(zone.encode("utf-8")))
     return _Obj(uoic=uoic, uoip=uoip, doi=_Obj(objPath=obj_path),
                 rsComm=_Obj(clientUser=uoic, proxyUser=uoip), status=0)
 
@@ -91,6 +112,9 @@ class FakeServer:
         self.core = core_module
         self.log_path = log_path or os.path.join(catalog.zone_dir, "rodsLog")
         self.delay_ran: List[Tuple[int, str, str]] = []
+        self.stdout: List[str] = []  # writeLine("stdout", ...) of rules run through irule
+        self.error_lines: List[str] = []  # error-level lines written to the log (log_error)
+        self.eof_reads = 0  # msiDataObjRead calls answered with the end-of-file None (tests count them)
 
     # ------------------------------------------------------------------ core
     @staticmethod
@@ -113,6 +137,11 @@ class FakeServer:
     def log(self, message: str) -> None:
         with open(self.log_path, "a", encoding="utf-8") as f:
             f.write("{} {}\n".format(time.strftime("%Y-%m-%dT%H:%M:%S"), message))
+
+    def log_error(self, message: str) -> None:
+        """An error-level line of the server log (what an admin reading rodsLog sees as an error)."""
+        self.error_lines.append(message)
+        self.log("ERROR: " + message)
 
     def callback(self, user: str, proxy: Optional[str] = None) -> "FakeCallback":
         return FakeCallback(self, user, proxy)
@@ -219,6 +248,40 @@ class FakeServer:
         self.call_rule(rule_name, rule_args, user)
         return rule_args
 
+    def irule_file(self, user: str, path: str, instance: str = PYTHON_INSTANCE) -> List[str]:
+        """irule -F <path>: run a rule FILE (not a core.py rule) as `user`; returns what it wrote to stdout.
+
+        Observed (round 10): the client wants a `.r` name ("ERROR: Unsupported input file type .py"); a
+        rodsuser may not run Python rule text (SYS_NO_API_PRIV); the server keeps only about 20 KiB of the
+        text (a longer file failed with RULE_ENGINE_ERROR and a SyntaxError in the log). The trailing
+        INPUT/OUTPUT lines are irule's, not the rule's. The native language instance runs the subset of
+        simzone.native_rule.
+        """
+        if not path.endswith(".r"):
+            raise IruleClientError("ERROR: Unsupported input file type " + os.path.splitext(path)[1])
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+        if instance == NATIVE_INSTANCE:
+            from simzone.native_rule import NativeRule
+
+            return NativeRule(self, user).run(text)
+        if self.catalog.user_type(user) != "rodsadmin":
+            raise IrodsError(-13000, "python rule text needs a rodsadmin")
+        text = text.encode("utf-8")[:MAX_IRULE_TEXT].decode("utf-8", "ignore")
+        lines = text.splitlines()
+        while lines and re.match(r"^(INPUT|OUTPUT)\b", lines[-1].strip() or "INPUT"):
+            lines.pop()
+        ns: Dict[str, Any] = {"__name__": "irule_rule_file"}
+        try:
+            exec(compile("\n".join(lines) + "\n", "<irule -F>", "exec"), ns)  # noqa: S102 - the server's job
+        except SyntaxError as e:
+            self.log("ERROR: irule -F: SyntaxError: {} (rule text of {} characters; the server keeps {} bytes)"
+                     .format(e.msg, len(text), MAX_IRULE_TEXT))
+            raise IrodsError(-1828000, "SyntaxError in the rule text") from None
+        before = len(self.stdout)
+        ns["main"]([], self.callback(user), make_rei(user, self.catalog.zone_name))
+        return self.stdout[before:]
+
     # ------------------------------------------------------------------ delay server
     def run_delay_queue(self, max_rules: int = 1000) -> int:
         """Run pending delayed rules as their submitting users (what the delay server does, minus the wait)."""
@@ -284,6 +347,9 @@ class FakeCallback:
             def call(*args: Any) -> Dict[str, Any]:
                 try:
                     out = msi(self, list(args))
+                except ReturnedCode as r:
+                    # Not every failure raises (round 10): the call returns, arguments unchanged.
+                    return {"arguments": list(args), "code": r.code, "status": False}
                 except IrodsError as e:
                     raise irods_runtime_error(e.code, name) from None
                 return {"arguments": out, "code": 0, "status": True}
@@ -302,6 +368,22 @@ class FakeCallback:
     @property
     def _cat(self) -> SimCatalog:
         return self._server.catalog
+
+    def _hidden(self, path: str) -> bool:
+        """For a rodsuser an object it may not read looks exactly like a missing one (round 10)."""
+        return self._cat.hidden_from(self._user, path)
+
+    def _kind(self, path: str) -> Optional[str]:
+        """'collection', 'data_object' or None (missing, or hidden from this user)."""
+        if self._hidden(path):
+            return None
+        return self._cat.kind_of(path)
+
+    @staticmethod
+    def _no_trailing_slash(path: Any) -> str:
+        """msiCollCreate and msiObjStat accept 'x/' for the collection x (round 10)."""
+        p = str(path)
+        return p.rstrip("/") or "/" if p.endswith("/") else p
 
     def _new_fd(self, desc: _OpenDesc) -> int:
         fd = 3
@@ -322,6 +404,8 @@ class FakeCallback:
     # ------------------------------------------------------------------ microservices
     def _msi_writeLine(self, a: List[Any]) -> List[Any]:  # noqa: N802 - iRODS name
         self._server.log("writeLine {}: {}".format(a[0], a[1]))
+        if str(a[0]) == "stdout":
+            self._server.stdout.append(str(a[1]))
         return a
 
     def _msi_msiGetSystemTime(self, a: List[Any]) -> List[Any]:  # noqa: N802
@@ -329,8 +413,9 @@ class FakeCallback:
         return a
 
     def _msi_msiDataObjCreate(self, a: List[Any]) -> List[Any]:  # noqa: N802
-        opts = self._kv(a[1])
-        oid = self._cat.create_object(self._user, a[0], force="forceFlag" in opts)
+        # Observed (round 10): with or without forceFlag, an existing object is TRUNCATED to 0 bytes (needs
+        # modify_object). The policy never calls it; modelled so that a test would catch a use.
+        oid = self._cat.create_object(self._user, a[0], force=True)
         row = self._cat.db.execute("SELECT vault FROM objs WHERE id=?", (oid,)).fetchone()
         writer = VaultWriter(self._cat, oid, row[0])
         a[2] = self._new_fd(_OpenDesc(path=a[0], mode="w", writer=writer))
@@ -340,6 +425,8 @@ class FakeCallback:
         opts = self._kv(a[0])
         path = opts.get("objPath", "")
         flags = opts.get("openFlags", "O_RDONLY")
+        if self._kind(path) != "data_object":
+            raise IrodsError(-358000, path)  # missing, a collection, or hidden from a rodsuser (round 10)
         if flags == "O_RDONLY":
             reader = self._cat.open_read(self._user, path)
             a[1] = self._new_fd(_OpenDesc(path=path, mode="r", reader=reader))
@@ -373,10 +460,17 @@ class FakeCallback:
         return a
 
     def _msi_msiDataObjRead(self, a: List[Any]) -> List[Any]:  # noqa: N802
-        d = self._desc(a[0])
+        d = self._fds.get(int(a[0]))
+        if d is None:
+            raise IrodsError(-345000, "bad descriptor")  # BAD_INPUT_DESC_INDEX: closed or unknown (round 10)
         if d.reader is None:
             raise IrodsError(-130000, "descriptor not open for reading")
-        data = d.reader.read(int(a[1]))
+        data = d.reader.read(int(a[1])) if int(a[1]) > 0 else b""
+        if not data:
+            # At end of file, past it, for n=0 and on an empty object the buffer comes back as None (rounds 9, 10).
+            self._server.eof_reads += 1
+            a[2] = None
+            return a
         buf = a[2] if isinstance(a[2], prep_types.BytesBuf) else prep_types.BytesBuf()
         buf.set_buffer(data)
         a[2] = buf  # the count read is buf.len; input 2 keeps the length asked for (as on the server)
@@ -402,11 +496,17 @@ class FakeCallback:
 
     def _msi_msiDataObjRename(self, a: List[Any]) -> List[Any]:  # noqa: N802
         kind = "collection" if str(a[2]) == "1" else "data_object"
-        self._cat.rename(self._user, a[0], a[1], kind)
+        src, dst = str(a[0]), str(a[1])
+        if src == dst:
+            raise IrodsError(-339000, src)  # SAME_SRC_DEST_PATHS_ERR
+        if self._kind(src) != kind:
+            # A missing source, a source hidden from a rodsuser, or the wrong type flag: returned, not raised.
+            raise ReturnedCode(CAT_NO_ROWS_FOUND)
+        self._cat.rename(self._user, src, dst, kind)
         return a
 
     def _msi_msiCollCreate(self, a: List[Any]) -> List[Any]:  # noqa: N802
-        self._cat.create_collection(self._user, a[0], recursive=str(a[1]) == "1")
+        self._cat.create_collection(self._user, self._no_trailing_slash(a[0]), recursive=str(a[1]) == "1")
         return a
 
     def _msi_msiDataObjCopy(self, a: List[Any]) -> List[Any]:  # noqa: N802
@@ -416,37 +516,80 @@ class FakeCallback:
         return a
 
     def _msi_msiObjStat(self, a: List[Any]) -> List[Any]:  # noqa: N802
-        st = self._cat.stat(self._user, a[0])
+        path = self._no_trailing_slash(a[0])
+        kind = self._kind(path) if path.startswith("/") else None
+        if kind == "data_object" and path != str(a[0]):
+            kind = None  # 'x/' of a data object: not observed; the fake says missing
+        if kind is None:
+            # A real server also prints 'msiObjStat: rsObjStat failed' to the client and logs an error line:
+            # a policy that stats a path that may be missing fills the admin's log with errors (issue 10).
+            self._server.log_error("msiObjStat: rsObjStat failed for [{}], status = -310000".format(a[0]))
+            raise IrodsError(-310000, str(a[0]))
+        st = self._cat.stat(self._user, path)
+        oid, ctime = self._cat.id_and_ctime(path)
         out = a[1] if isinstance(a[1], prep_types.RodsObjStat) else prep_types.RodsObjStat()
+
+        def chars(v: Any) -> Any:
+            return prep_types.char_array(str(v).encode("utf-8"))
+
         out.objType = prep_types.objType.DATA_OBJ if st.kind == "data_object" else prep_types.objType.COLL_OBJ
-        out.objSize = st.size
-        out.modifyTime = str(st.modify_time)
-        out.chksum = st.checksum or ""
-        out.ownerName = st.owner or ""
+        out.objSize = st.size if st.kind == "data_object" else 0
+        out.modifyTime = chars("{:011d}".format(st.modify_time))
+        out.createTime = chars("{:011d}".format(ctime))
+        out.dataId = chars(oid)
+        # Observed '' on objects without a checksum (round 10); a stored checksum here is not yet observed.
+        out.chksum = chars(st.checksum or "")
+        out.rescHier = chars("")  # observed '' (rescHier is not filled by msiObjStat)
+        out.ownerName = chars(st.owner or "")
+        out.ownerZone = chars(self._cat.zone_name)
+        out.dataMode = 0
+        out.specColl = None
         a[1] = out
         return a
 
     def _msi_msiDataObjChksum(self, a: List[Any]) -> List[Any]:  # noqa: N802
+        if self._kind(a[0]) != "data_object":
+            # missing, a collection, or hidden from a rodsuser: returned with arguments[2] left '' (round 10)
+            raise ReturnedCode(CAT_NO_ROWS_FOUND)
         a[2] = self._cat.checksum(self._user, a[0])
         return a
 
     def _msi_msiSetACL(self, a: List[Any]) -> List[Any]:  # noqa: N802
+        level = str(a[1])
+        bare = level[len("admin:"):] if level.startswith("admin:") else level
+        if bare not in ("inherit", "noinherit", "null", "read", "write") and bare not in LEVELS:
+            raise IrodsError(-816000, "unknown access level " + level)  # CAT_INVALID_ARGUMENT (round 10)
+        if self._cat.kind_of(str(a[3])) is None:
+            raise IrodsError(-816000, "no such path " + str(a[3]))  # also CAT_INVALID_ARGUMENT (round 10)
+        if bare in ("inherit", "noinherit") and self._cat.kind_of(str(a[3])) == "data_object":
+            raise IrodsError(-818000, "inheritance on a data object")  # observed -818000
         self._cat.set_acl(self._user, a[3], a[2], a[1], recursive=(a[0] == "recursive"))
         return a
 
     def _msi_msi_atomic_apply_metadata_operations(self, a: List[Any]) -> List[Any]:
+        try:
+            req = json.loads(str(a[0]))
+        except ValueError:
+            raise IrodsError(-1084000, "not JSON") from None  # INPUT_ARG_NOT_WELL_FORMED_ERR (round 10)
+        if isinstance(req, dict) and self._hidden(str(req.get("entity_name", ""))):
+            raise IrodsError(-130000, "no such entity")  # an unreadable object looks missing to a rodsuser
         self._cat.apply_metadata(self._user, a[0])
         a[1] = "{}"
         return a
 
     def _msi_msiDataObjUnlink(self, a: List[Any]) -> List[Any]:  # noqa: N802
-        self._cat.unlink(self._user, self._kv(a[0]).get("objPath", a[0]))
+        path = self._kv(a[0]).get("objPath", a[0])
+        if self._kind(path) != "data_object":
+            raise ReturnedCode(CAT_NO_ROWS_FOUND)  # missing, a collection, or hidden: returned (round 10)
+        self._cat.unlink(self._user, path)
         a[1] = 0
         return a
 
     def _msi_msiRmColl(self, a: List[Any]) -> List[Any]:  # noqa: N802
-        # msiRmColl always adds the recursive keyword (reDataObjOpr.cpp); forceFlag skips the trash,
-        # which the simulation does not model (removal is immediate either way).
+        # msiRmColl always adds the recursive keyword (reDataObjOpr.cpp; round 10: a non-empty collection
+        # vanishes with its members); forceFlag skips the trash, which the simulation does not model.
+        if self._cat.kind_of(str(a[0])) == "data_object":
+            raise IrodsError(-834000, str(a[0]))  # CAT_NAME_EXISTS_AS_DATAOBJ (round 10)
         self._cat.remove_collection(self._user, a[0], recursive=True)
         a[2] = 0
         return a
@@ -461,6 +604,8 @@ class FakeCallback:
     def _msi_msiTarFileExtract(self, a: List[Any]) -> List[Any]:  # noqa: N802
         from simzone.native_extract import tar_file_extract
 
+        if self._kind(str(a[0])) != "data_object":
+            raise IrodsError(-1821000, str(a[0]))  # REPLICA_NOT_IN_RESC: missing, or hidden from a rodsuser
         tar_file_extract(self._cat, self._user, a[0], a[1], a[2])
         a[3] = 0
         return a

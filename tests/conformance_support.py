@@ -22,7 +22,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 from policy.errors import NAMES, IrodsError
 from simzone.catalog import SimCatalog
-from simzone.prep import NATIVE_INSTANCE, PYTHON_INSTANCE, FakeServer, PepOutcome
+from simzone.prep import NATIVE_INSTANCE, PYTHON_INSTANCE, FakeServer, IruleClientError, PepOutcome
 from simzone.zone import SimZone
 
 ZONE = "tempZone"
@@ -207,6 +207,155 @@ def replay_probe_rounds(workdir: str, golden: str) -> ProbeReplay:
     return out
 
 
+# ---------------------------------------------------------------------------------------------- round 10
+ROUND10_FILE = "round10-prepzone-calls.jsonl"
+ROUND10_PROBE = "probe_rules_round10.py"
+SVC10 = "omero-svc"
+FIXTURE10 = "/{}/home/{}/probe10-fixture".format(ZONE, SVC10)
+# The hand-written records at the end of round 10: what the clients saw, not what the probe rule wrote.
+ROUND10_CLIENT_RECORDS = ("rodsuser_native_rule_language_calls", "rodsuser_python_rule_text", "irule_F_limits")
+DELAYED_BODY10 = "callback.writeLine('serverLog', 'probe10 delayed rule ran')"
+DELAYED_COND10 = "<INST_NAME>{}</INST_NAME><PLUSET>1s</PLUSET>".format(PYTHON_INSTANCE)
+
+
+@dataclass
+class Round10Replay:
+    records: List[Dict[str, Any]] = field(default_factory=list)
+    base: str = ""
+    log_text: str = ""
+
+
+def round10_golden(base: str) -> List[Dict[str, Any]]:
+    return [json.loads(line) for line in read_lines([ROUND10_FILE], base)]
+
+
+def round10_fixture(cat: SimCatalog) -> None:
+    """probe10-fixture as the rodsuser made it first (probe_rules_round10.py header; sizes and checksum as
+    recorded): privsub/, private.txt with AVU probe10.k=v, readable.txt with read granted to rods."""
+    cat.create_collection(SVC10, FIXTURE10, recursive=True)
+    cat.create_collection(SVC10, FIXTURE10 + "/privsub")
+    for name, data in (("private.txt", b"svc private!\n"), ("readable.txt", b"svc readable\n")):
+        with cat.open_new(SVC10, FIXTURE10 + "/" + name) as w:
+            w.write(data)
+    cat.apply_metadata(SVC10, json.dumps({"entity_name": FIXTURE10 + "/private.txt", "entity_type": "data_object",
+                                          "operations": [{"operation": "add", "attribute": "probe10.k",
+                                                          "value": "v", "units": ""}]}))
+    cat.set_acl(SVC10, FIXTURE10 + "/readable.txt", ADMIN, "read")
+
+
+def _client_saw(e: IrodsError) -> str:
+    return "rcExecMyRule error.  status = {} {}".format(e.code, NAMES.get(e.code, ""))
+
+
+def _native_results(lines: List[str]) -> List[Dict[str, Any]]:
+    """The recorder's reading of svc.r's stdout: 'check code [out]', '  row X' lines, 'check rows=N'."""
+    out: List[Dict[str, Any]] = []
+    rows: List[str] = []
+    for line in lines:
+        if line.startswith("  row "):
+            rows.append(line[len("  row "):])
+            continue
+        check, _, rest = line.partition(" ")
+        if rest.startswith("rows="):
+            rec: Dict[str, Any] = {"check": check, "rows": int(rest[len("rows="):])}
+            if rows:
+                rec["row_values"] = rows
+            rows = []
+        else:
+            code, _, extra = rest.partition(" ")
+            rec = {"check": check, "errorcode": int(code)}
+            if extra:
+                rec["out"] = extra
+        out.append(rec)
+    return out
+
+
+def replay_round10(workdir: str, golden: str) -> Round10Replay:
+    """probe_rules_round10.py through the fake's irule -F as rods, then the rodsuser's native rule of the
+    golden record, on a fresh fake server set up like the probed one (fixture, demoResc on localhost, and
+    the delayed rule an earlier run of the same probe had left queued: the golden gq_delayed_rules_like
+    counts it)."""
+    import tempfile
+
+    out = Round10Replay()
+    cat = SimCatalog(os.path.join(workdir, "zone"), ZONE)
+    cat.add_user(SVC10, "rodsuser")
+    cat.db.execute("UPDATE resources SET loc='localhost' WHERE name='demoResc'")
+    srv = FakeServer(cat, None, os.path.join(workdir, "rodsLog"))
+    round10_fixture(cat)
+    earlier = cat.enqueue_delay(ADMIN, DELAYED_COND10, DELAYED_BODY10)
+    cat.db.execute("UPDATE delay SET created = created - 120 WHERE id=?", (earlier,))  # submitted by a run before
+    rule_r = os.path.join(workdir, "r10.r")
+    shutil.copyfile(os.path.join(golden, ROUND10_PROBE), rule_r)
+    saved_tmp = tempfile.tempdir
+    tempfile.tempdir = workdir  # the probe writes <tempdir>/probe10.jsonl
+    try:
+        srv.irule_file(ADMIN, rule_r, PYTHON_INSTANCE)
+    finally:
+        tempfile.tempdir = saved_tmp
+    with open(os.path.join(workdir, "probe10.jsonl"), encoding="utf-8") as f:
+        out.records = [json.loads(line) for line in f if line.strip()]
+    done = [r for r in out.records if r.get("probe") == "done"]
+    out.base = done[0]["base"] if done else ""
+
+    gold = {r["probe"]: r for r in round10_golden(golden)}
+    # ---- the rodsuser's calls: the golden rule text, with the elided names put back
+    native = gold["rodsuser_native_rule_language_calls"]
+    text = native["rule"].replace("/{}/home/rods/probe10-RUN".format(ZONE), out.base) \
+        .replace("/{}/home/{}/probe10-RUN".format(ZONE, SVC10), FIXTURE10)
+    svc_r = os.path.join(workdir, "svc.r")
+    with open(svc_r, "w", encoding="utf-8") as f:
+        f.write(text)
+    lines = srv.irule_file(SVC10, svc_r, NATIVE_INSTANCE)
+    out.records.append({"probe": native["probe"], "rule": text, "results": _native_results(lines)})
+    # ---- Python rule text from the rodsuser
+    t_r = os.path.join(workdir, "t.r")
+    with open(t_r, "w", encoding="utf-8") as f:
+        f.write("def main(rule_args, callback, rei):\n    pass\nINPUT null\nOUTPUT ruleExecOut\n")
+    try:
+        srv.irule_file(SVC10, t_r, PYTHON_INSTANCE)
+        saw = "ran"
+    except IrodsError as e:
+        saw = _client_saw(e)
+    out.records.append({"probe": "rodsuser_python_rule_text", "client_saw": saw})
+    # ---- irule -F limits: a .py name; the uncompacted 23845-character file
+    limits: List[Dict[str, Any]] = []
+    try:
+        srv.irule_file(ADMIN, os.path.join(golden, ROUND10_PROBE), PYTHON_INSTANCE)
+        limits.append({"file": ROUND10_PROBE, "client_saw": "ran"})
+    except IruleClientError as e:
+        limits.append({"file": ROUND10_PROBE, "client_saw": str(e)})
+    long_r = os.path.join(workdir, "long.r")
+    with open(os.path.join(golden, ROUND10_PROBE), encoding="utf-8") as f:
+        probe_text = f.read()
+    # The uncompacted file is not in the records: stand in for it with the probe plus a parenthesised block of
+    # padding near its end (where the real cut fell inside an open '('), 23845 characters in all.
+    at = probe_text.index("    import irods_errors as E")
+    head, tail = "    _uncompacted = (\n", "    )\n"
+    room = 23845 - len(probe_text) - len(head) - len(tail)
+    line = '        "' + "x" * 88 + '"\n'
+    body = line * (room // len(line))
+    body += '        "' + "x" * (room - len(body) - 11) + '"\n' if room - len(body) >= 11 else " " * (room - len(body))
+    padded = probe_text[:at] + head + body + tail + probe_text[at:]
+    with open(long_r, "w", encoding="utf-8") as f:
+        f.write(padded)
+    log_before = os.path.getsize(srv.log_path) if os.path.exists(srv.log_path) else 0
+    try:
+        srv.irule_file(ADMIN, long_r, PYTHON_INSTANCE)
+        limits.append({"file": "r10.r of {} characters".format(len(padded)), "client_saw": "ran"})
+    except IrodsError as e:
+        with open(srv.log_path, encoding="utf-8") as f:
+            f.seek(log_before)
+            logged = [line for line in f.read().splitlines() if "SyntaxError" in line]
+        limits.append({"file": "r10.r of {} characters".format(len(padded)), "client_saw": _client_saw(e),
+                       "server_log": logged[0].split(" ", 1)[1] if logged else ""})
+    out.records.append({"probe": "irule_F_limits", "results": limits})
+    with open(srv.log_path, encoding="utf-8") as f:
+        out.log_text = f.read()
+    cat.close()
+    return out
+
+
 # ---------------------------------------------------------------------------------------------- normalisation
 # Every rule that makes a fake record and a golden record comparable. Nothing else is touched.
 NORMALISATIONS: Tuple[Tuple[str, str], ...] = (
@@ -222,8 +371,21 @@ NORMALISATIONS: Tuple[Tuple[str, str], ...] = (
                        "(whatever followed the unterminated buffer in server memory)"),
     ("delay timing", "'delayed_ran' records are taken out of each round and compared as one ordered list over "
                      "rounds 1-3 (when the delay server woke up is timing)"),
+    ("round 10 run ids", "'probe10-<10 digits>' and the fixture's 'probe10-fixture' -> 'probe10-RUN' (the golden "
+                         "round 10 elided both that way)"),
+    ("round 10 elided values", "RodsObjStat modifyTime/createTime of exactly 11 digits -> '<epoch seconds, "
+                               "zero-padded to 11 digits>', dataId of digits -> '<numeric id as str>', a "
+                               "RULE_EXEC_TIME row value of digits -> '<epoch seconds>' (the golden file elided "
+                               "them so; a value of another form is left as it is and shows as a difference)"),
+    ("recorder's words", "keys 'how' and 'note' (written by the person who ran the probes, not by a probe) are "
+                         "dropped"),
+    ("unfilled rescHier", "RodsObjStat 'rescHier' other than '' or a resource name -> '' (msiObjStat does not fill "
+                          "it; twice the real server left memory garbage there: an SQL fragment, 'deb12u1)')"),
+    ("irule -F cut", "irule_F_limits 'server_log': only whether it reports a SyntaxError (where the cut text "
+                     "breaks depends on the uncompacted 23845-character file, which is not in the records)"),
 )
 
+_RUN10_RE = re.compile(r"probe10-(\d{10}|fixture)")
 _RUN_RE = re.compile(r"probe\d*-\d+")
 _STAMP_RE = re.compile(r"d-\d+\.delay")
 _ADDR_RE = re.compile(r"0x[0-9a-fA-F]+")
@@ -232,6 +394,7 @@ _MACHINE_MODULES = ("jsonschema", "libarchive")
 
 
 def _norm_str(s: str) -> str:
+    s = _RUN10_RE.sub("probe10-RUN", s)
     s = _RUN_RE.sub("probe-RUN", s)
     s = _STAMP_RE.sub("d-STAMP.delay", s)
     return _ADDR_RE.sub("0xADDR", s)
@@ -243,14 +406,15 @@ def _norm_value(v: Any) -> Any:
     if isinstance(v, list):
         return [_norm_value(x) for x in v]
     if isinstance(v, dict):
-        return {k: _norm_value(x) for k, x in v.items()}
+        return {k: _norm_value(x) for k, x in v.items() if k not in _ANNOTATIONS}
     return v
 
 
 def normalise(rec: Dict[str, Any], config_dir: str) -> Dict[str, Any]:
     """One record, comparable: see NORMALISATIONS."""
-    r = {k: _norm_value(v) for k, v in rec.items() if not k.endswith("_s")}
+    r = {k: _norm_value(v) for k, v in rec.items() if not k.endswith("_s") and k not in _ANNOTATIONS}
     probe = r.get("probe")
+    _norm_round10(r)
     if isinstance(r.get("exc"), str):
         m = _CODE_RE.match(r["exc"])
         if m:
@@ -268,6 +432,33 @@ def normalise(rec: Dict[str, Any], config_dir: str) -> Dict[str, Any]:
         if brace:
             r["buf"] = head + brace + ("<garbage>" if rest else "")
     return r
+
+
+_ELIDED_TIME = "<epoch seconds, zero-padded to 11 digits>"
+_ANNOTATIONS = ("how", "note")
+_RESOURCES = ("", "demoResc")
+
+
+def _norm_round10(r: Dict[str, Any]) -> None:
+    for a in r.get("arguments") or []:
+        if isinstance(a, dict) and a.get("type") == "RodsObjStat":
+            for k in ("modifyTime", "createTime"):
+                if isinstance(a.get(k), str) and re.fullmatch(r"\d{11}", a[k]):
+                    a[k] = _ELIDED_TIME
+            if isinstance(a.get("dataId"), str) and re.fullmatch(r"\d+", a["dataId"]):
+                a["dataId"] = "<numeric id as str>"
+            if isinstance(a.get("rescHier"), str) and a["rescHier"] not in _RESOURCES:
+                a["rescHier"] = ""  # msiObjStat leaves rescHier unfilled: leftover server memory
+    cols = r.get("columns")
+    if isinstance(cols, list) and "RULE_EXEC_TIME" in cols and isinstance(r.get("rows"), list):
+        i = cols.index("RULE_EXEC_TIME")
+        for row in r["rows"]:
+            if isinstance(row, list) and isinstance(row[i], str) and re.fullmatch(r"\d+", row[i]):
+                row[i] = "<epoch seconds>"
+    if r.get("probe") == "irule_F_limits":
+        for res in r.get("results") or []:
+            if isinstance(res.get("server_log"), str):
+                res["server_log"] = "SyntaxError" if "SyntaxError" in res["server_log"] else res["server_log"]
 
 
 def split_delayed(records: List[Dict[str, Any]]) -> Tuple[List[Dict[str, Any]], List[Dict[str, Any]]]:
@@ -327,6 +518,23 @@ def compare_records(label: str, golden: List[Dict[str, Any]], fake: List[Dict[st
             out.append("{} fake#{}..{}: records the real server did not write: {}".format(
                 label, j1, j2 - 1, fnames[j1:j2]))
     return out
+
+
+def matching_records(golden: List[Dict[str, Any]], fake: List[Dict[str, Any]]) -> Tuple[int, List[str]]:
+    """How many golden records the fake wrote identically (paired by probe name, in order); the rest."""
+    by_name: Dict[str, List[Dict[str, Any]]] = {}
+    for r in fake:
+        by_name.setdefault(_describe(r), []).append(r)
+    n, differing = 0, []
+    for g in golden:
+        cands = by_name.get(_describe(g), [])
+        if cands and cands[0] == g:
+            n += 1
+        else:
+            differing.append(_describe(g))
+        if cands:
+            cands.pop(0)
+    return n, differing
 
 
 def report(diffs: List[str], limit: int = 60) -> str:

@@ -267,7 +267,10 @@ def test_drop_by_another_user_is_left_untouched(dep: Any, robustness: Any) -> No
     assert dep.catalog.walk(dep.config.landing_collection + "/.locks")[1:] == []
     robustness.record("trust: drop or rule by someone else", "mallory's drop", res["status"] if not changed else
                       "changed", escaped=len(changed))
-    assert res["status"] == "refused" and "not written by the service account" in res["reason"], res
+    # Through PREP the service account does not see a collection it may not read (round 10: genquery hides it,
+    # as for a missing one), so mallory's drop is either refused as foreign or, as here, not found at all.
+    assert (res["status"] == "refused" and "not written by the service account" in res["reason"]) or \
+        (res["status"] == "unknown" and res["snapshot"] is None), res
     assert changed == [], changed
     assert vault_bytes(dep, landing + "/transfer.tar") == open(archive, "rb").read()
 
