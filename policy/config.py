@@ -333,8 +333,30 @@ def _read_bounded(path: str, limit: int) -> bytes:
     return data
 
 
+_loaded_cache: Dict[str, Tuple[Tuple[int, int, int], PolicyConfig]] = {}
+
+
 def load_config(path: str) -> PolicyConfig:
-    """Read, validate and complete the configuration file at ``path``; errors name the file."""
+    """Read, validate and complete the configuration file at ``path``; errors name the file.
+
+    Every delayed run (retries, the sweep) loads it, and full validation costs a few milliseconds: a
+    valid result is kept (PolicyConfig is immutable) until the file's inode, size or mtime changes.
+    """
+    try:
+        st = os.stat(path)
+        stamp: Optional[Tuple[int, int, int]] = (st.st_ino, st.st_size, st.st_mtime_ns)
+    except OSError:
+        stamp = None
+    hit = _loaded_cache.get(path)
+    if stamp is not None and hit is not None and hit[0] == stamp:
+        return hit[1]
+    config = _load_config(path)
+    if stamp is not None:
+        _loaded_cache[path] = (stamp, config)
+    return config
+
+
+def _load_config(path: str) -> PolicyConfig:
     data = _read_bounded(path, CONFIG_MAX_BYTES)
     try:
         doc = loads_strict(data)

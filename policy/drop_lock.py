@@ -99,7 +99,15 @@ def _take(zone: Zone, path: str, ttl: int, now: float) -> Optional[str]:
     except AlreadyExists:
         return None
     token = secrets.token_hex(8)
-    zone.apply_metadata(path, [MetaOp("add", OWNER, token), MetaOp("add", EXPIRES, str(int(now) + ttl))])
+    try:
+        zone.apply_metadata(path, [MetaOp("add", OWNER, token), MetaOp("add", EXPIRES, str(int(now) + ttl))])
+    except Exception:
+        # Not ours yet: leave no lock behind that only its expiry could clear (best effort; then it expires).
+        try:
+            _discard(zone, path)
+        except Exception:  # noqa: BLE001,S110
+            pass
+        raise
     return token
 
 

@@ -7,6 +7,7 @@ loses write access at the hand-over.
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Callable, Optional
 
@@ -64,4 +65,9 @@ def process_drop(zone: Zone, config: PolicyConfig, mapping: UserMapping, drop_id
             on_locked()
         return ingest_drop(zone, config, mapping, drop_id, process_hook=unpack_hook(config), guard=lock)
     finally:
-        lock.release()
+        try:
+            lock.release()
+        except Exception as e:  # noqa: BLE001 - the outcome stands; the lock expires and is removed later
+            logging.getLogger("omero_snapshots.process").warning("drop %s: could not remove its lock %s (%s); "
+                                                                  "it expires, then the next retry or the "
+                                                                  "sweep removes it", drop_id, lock.path, e)

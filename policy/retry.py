@@ -32,7 +32,7 @@ from typing import Callable, Dict, Optional, Tuple
 from policy import vocabulary as V
 from policy.config import PolicyConfig
 from policy.errors import IrodsError, NotFound
-from policy.ingest import Outcome, drop_status, set_status
+from policy.ingest import Outcome, drop_status, foreign_objects, set_status
 from policy.mapping import UserMapping
 from policy.placement import is_safe_drop_id
 from policy.zone import Zone, owns
@@ -162,10 +162,10 @@ def _run(rt: Runtime, config: PolicyConfig, zone: Zone, drop_id: str, mode: str)
     # `quarantined` on a record still in landing: the move into quarantine did not happen (yet).
     if status in V.FINAL and status != V.QUARANTINED:
         if retrying:
-            return Outcome(drop_id, status, "already {}: this retry has nothing to do".format(status),
-                           location=landing)
+            return _finished(rt, config, zone, drop_id, status, landing)
         if status != V.FAILED:
-            return process_drop(zone, config, _mapping(rt, config), drop_id, clock=rt.clock)
+            return process_drop(zone, config, _mapping(rt, config), drop_id, break_lock=mode == BREAK_LOCK,
+                                clock=rt.clock)
     attempt = stored + 1 if retrying else 1
     if attempt > retry.max_attempts and status == V.QUARANTINED:
         return drop_status(zone, config, drop_id)  # refused and kept in landing (see ingest.quarantine)
@@ -173,6 +173,12 @@ def _run(rt: Runtime, config: PolicyConfig, zone: Zone, drop_id: str, mode: str)
         # The last attempt was scheduled no successor and did not record its end: it was killed.
         return _mark_failed(rt, zone, config, drop_id, exhausted_reason(
             stored, "did not finish (killed, or its server stopped)"))
+    try:
+        foreign = foreign_objects(zone, config, drop_id)
+    except Exception as e:  # noqa: BLE001
+        return _unreadable(rt, config, zone, drop_id, e)
+    if foreign:
+        return process_drop(zone, config, _no_mapping(), drop_id)  # refused, and nothing written or scheduled
     problem = rt.check_prerequisites(config)
     if problem is not None:
         return _mark_failed(rt, zone, config, drop_id, problem)
@@ -221,6 +227,28 @@ def _run(rt: Runtime, config: PolicyConfig, zone: Zone, drop_id: str, mode: str)
     return out
 
 
+def _finished(rt: Runtime, config: PolicyConfig, zone: Zone, drop_id: str, status: str, landing: str) -> Outcome:
+    """A retry of a drop that is final: nothing to do, but a lock its last run left behind (killed after
+    the final status, before the release) is removed once it has expired; until then, come back."""
+    from policy.drop_lock import acquire, live_lock_expiry, lock_path
+
+    note = "already {}: this retry has nothing to do".format(status)
+    try:
+        zone.stat(lock_path(config, drop_id))
+    except NotFound:
+        return Outcome(drop_id, status, note, location=landing)
+    now = rt.clock()
+    held_until = live_lock_expiry(zone, config, drop_id, now)
+    if held_until is not None:
+        _schedule(rt, zone, drop_id, int(held_until - now) + 1)
+        return Outcome(drop_id, status, note + "; its lock is held until {}: checked again then".format(held_until),
+                       location=landing)
+    lock = acquire(zone, config, drop_id, clock=rt.clock)  # takes over the dead run's lock...
+    if lock is not None:
+        lock.release()  # ... only to remove it
+    return Outcome(drop_id, status, note + "; removed the lock its last run left", location=landing)
+
+
 def _schedule(rt: Runtime, zone: Zone, drop_id: str, delay: int) -> bool:
     try:
         zone.schedule(retry_call(drop_id), delay)
@@ -246,14 +274,14 @@ def _note_retry(zone: Zone, drop_id: str, landing: str, status: Optional[str], a
 
 
 def _unreadable(rt: Runtime, config: PolicyConfig, zone: Zone, drop_id: str, exc: BaseException) -> Outcome:
-    """The drop's state could not be read: schedule a retry if the cause can pass, else end the drop."""
+    """The drop's state could not be read: schedule a retry if the cause can pass, else give up this run."""
     rt.log("drop {}: cannot read its state ({})".format(drop_id, describe(exc)))
     if is_transient(exc):
         # The count is unreadable too; the retry reads it again (and counts) once the catalog answers.
         delay = config.retry.backoff_seconds[0] if config.retry.backoff_seconds else 60
         _schedule(rt, zone, drop_id, delay)
         return Outcome(drop_id, "unknown", "state unreadable ({}); retried in {} s".format(describe(exc), delay))
-    return _mark_failed(rt, zone, config, drop_id, permanent_reason(exc))
+    raise exc  # nothing known about the drop: left as it is; the sweep restarts it if it is stranded
 
 
 def _mark_failed(rt: Runtime, zone: Zone, config: PolicyConfig, drop_id: str, reason: str) -> Outcome:
@@ -265,6 +293,8 @@ def _mark_failed(rt: Runtime, zone: Zone, config: PolicyConfig, drop_id: str, re
         avus = zone.metadata(landing)
     except NotFound:
         return drop_status(zone, config, drop_id)
+    if V.first(avus, V.STATUS) in (V.COMPLETE, V.PLACED_STATE, V.QUARANTINED):
+        return drop_status(zone, config, drop_id)  # it ended meanwhile (another run): never undo that
     snapshot = V.first(avus, V.SNAPSHOT_PATH)
     if snapshot:
         try:
