@@ -154,7 +154,10 @@ def _run(rt: Runtime, config: PolicyConfig, zone: Zone, drop_id: str, mode: str)
     try:
         avus = zone.metadata(landing)
     except NotFound:
-        return drop_status(zone, config, drop_id)  # moved on (quarantined) or never there
+        now_at = drop_status(zone, config, drop_id)  # moved on (quarantined) or never there
+        if retrying and now_at.status in V.FINAL:
+            return _finished(rt, config, zone, drop_id, now_at.status, now_at.location or landing)
+        return now_at
     except Exception as e:  # noqa: BLE001 - cannot even read: the next attempt may
         return _unreadable(rt, config, zone, drop_id, e)
     status = V.first(avus, V.STATUS)

@@ -167,10 +167,20 @@ def stranded(zone: Zone, config: PolicyConfig, now: float, limit: int = 500) -> 
             continue  # still uploading, or not the service account's: the upload PEP's rules apply
         if live_lock_expiry(zone, config, drop_id, now) is not None:
             continue
-        if any(PROCESS_RULE in str(text) for text, _ in _delayed_rules(zone, drop_id)):
+        if any(PROCESS_RULE in text and _recent(when, now, grace) for text, when in _delayed_rules(zone, drop_id)):
             continue
         out.append(drop_id)
     return out
+
+
+def _recent(when: str, now: float, grace: int) -> bool:
+    """A queued rule counts as taking care of the drop unless it is long overdue: a rule the delay
+    server listed for longer than the grace time after it was due belongs to a run that died (whether
+    the server ever drops such a row is not observed), and restarting the drop is safe (its lock)."""
+    try:
+        return now - float(when) < grace
+    except ValueError:
+        return True
 
 
 def _last_change(zone: Zone, coll: str, updated: Optional[str]) -> float:

@@ -314,3 +314,56 @@ def test_a_pep_that_fails_leaves_a_drop_the_sweep_finishes(tmp_path: Any) -> Non
     assert not retry_rows(d, drop_id) and isinstance(out, PepOutcome)
     drain(d)
     assert drop_status(d.admin(), d.config, drop_id).status == "complete"
+
+
+# ---------------------------------------------------------------------- several executors at once
+def test_two_delay_servers_heal_four_drops_at_once(tmp_path: Any) -> None:
+    """Two executors (own catalog connections, one queue, one simulated clock) run four drops, each hit by
+    one transient fault: every drop ends complete after exactly one retry, its lock gone."""
+    import threading
+
+    from simzone.catalog import SimCatalog
+    from simzone.prep import FakeServer
+
+    d = deployment(tmp_path)
+    ids = [drop(d, FIXTURES["image_tar"], run=False)[0] for _ in range(4)]
+    failed_once: set = set()
+    guard = threading.Lock()
+
+    def hook(name: str, args: Tuple[Any, ...]) -> None:
+        if name != "checksum":
+            return
+        drop_id = next((i for i in ids if i in str(args[0] if args else "")), None)
+        with guard:
+            if drop_id is None or drop_id in failed_once:
+                return
+            failed_once.add(drop_id)
+        raise error_for(-806000, "catalog busy")
+
+    servers = []
+    for _ in range(2):
+        cat = SimCatalog(d.zone_dir)
+        cat.fault_hook = hook
+        servers.append(FakeServer(cat, d.server.core, d.server.log_path))
+    errors: List[BaseException] = []
+
+    def run(server: Any) -> None:
+        try:
+            server.run_delay_queue(max_rules=100, horizon=None)
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=run, args=(s,)) for s in servers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    drain(d)  # whatever one executor left when the other still worked
+    assert not errors, errors
+    assert failed_once == set(ids)
+    for drop_id in ids:
+        st = drop_status(d.admin(), d.config, drop_id)
+        assert st.status == "complete", st
+        assert landing_avus(d, drop_id)[V.ATTEMPTS] == ["2"]
+    assert d.catalog.walk(d.config.landing_collection + "/.locks") == [
+        (d.config.landing_collection + "/.locks", "collection")]
