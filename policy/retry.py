@@ -205,7 +205,13 @@ def _run(rt: Runtime, config: PolicyConfig, zone: Zone, drop_id: str, mode: str)
     scheduled = _schedule(rt, zone, drop_id, delay) if delay is not None else False
 
     def count_attempt() -> None:
-        ops = V.replace_ops(zone.metadata(landing), {V.ATTEMPTS: str(attempt)})
+        # Read again under the lock: a run that held it may have ended the drop since our first read
+        # (then this run finds nothing to do, and is no attempt).
+        current = zone.metadata(landing)
+        if V.first(current, V.STATUS) in (V.COMPLETE, V.PLACED_STATE):
+            return
+        ops = V.replace_ops(current, {V.ATTEMPTS: str(max(attempt, _int(V.first(current, V.ATTEMPTS)) + 1)
+                                                      if retrying else attempt)})
         if ops:
             zone.apply_metadata(landing, ops)
 

@@ -326,6 +326,9 @@ class SimClock:
             if due is None:
                 due = now + pluset_seconds(cond)
                 db.execute("INSERT OR IGNORE INTO sim_delay_due (id, due) VALUES (?, ?)", (rid, due))
+                # RULE_EXEC_TIME (the `created` column in the simulated genquery) becomes the due time:
+                # NOT YET OBSERVED (docs/self-healing.md E3, probe_round11_self_healing.py).
+                db.execute("UPDATE delay SET created = ? WHERE id = ?", (int(due), rid))
             out.append((int(rid), float(due), str(body)))
         return out
 
