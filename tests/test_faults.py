@@ -623,12 +623,15 @@ def test_reprocess_while_the_delayed_rule_still_runs(tmp_path: Any, robustness: 
     run_b = _paused_run(d, drop_id, lambda op, args: op == "open_new" and "/content/" in str(args[0]),
                         a_done, b_removed, True)
     results: Dict[str, Any] = {}
+    seen: List[bool] = []
 
     def go(name: str, fn: Any, after: Any) -> None:
         try:
             results[name] = fn()
         except BaseException as e:  # noqa: BLE001
             results[name] = e
+        if name == "a":  # B still waits for `after`: its lock must be there (checked before B may go on)
+            seen.append(d.catalog.exists(lock_path(d.config, drop_id)))
         after.set()
 
     ta = threading.Thread(target=go, args=("a", run_a, a_done))
@@ -637,8 +640,8 @@ def test_reprocess_while_the_delayed_rule_still_runs(tmp_path: Any, robustness: 
     tb = threading.Thread(target=go, args=("b", run_b, never))
     tb.start()
     ta.join(60)
-    lock_after_a = d.catalog.exists(lock_path(d.config, drop_id))  # B still runs: its lock should be there
     tb.join(60)
+    lock_after_a = seen == [True]
     st = drop_status(d.admin(), d.config, drop_id)
     members = _reference_members(archive)
     content = {p for p, _ in vault_state(d).values() if p.startswith((st.snapshot or "-") + "/content/")}
