@@ -33,6 +33,11 @@ else:
     # Started by the admin rules above AS the service account (they act on what it owns).
     omero_snapshots_svc_release = _entry.svc_release
     omero_snapshots_svc_purge = _entry.svc_purge
+    # Self-healing (policy/sweep.py): the periodic sweep (a delayed rule of the service account), the
+    # admin rule that arms it (the doctor arms it too), and the service-account rule that rule starts.
+    omero_snapshots_sweep = _entry.sweep
+    omero_snapshots_sweep_start = _entry.sweep_start
+    omero_snapshots_svc_sweep_start = _entry.svc_sweep_start
 
     __all__ = [
         "pep_resource_modified_post",
@@ -47,4 +52,7 @@ else:
         "omero_snapshots_doctor",
         "omero_snapshots_svc_release",
         "omero_snapshots_svc_purge",
+        "omero_snapshots_sweep",
+        "omero_snapshots_sweep_start",
+        "omero_snapshots_svc_sweep_start",
     ]

@@ -61,6 +61,23 @@ class UnpackSettings:
 
 
 @dataclass(frozen=True)
+class RetrySettings:
+    """How the delay server heals a drop by itself (docs/self-healing.md).
+
+    backoff_seconds[i] is the wait before attempt i+2, so a drop gets len(backoff_seconds)+1 attempts
+    before a transient failure ends it `failed`; the sweep finds drops nothing is scheduled for.
+    """
+
+    backoff_seconds: Tuple[int, ...] = (30, 120, 600, 3600)
+    sweep_seconds: int = 3600
+    sweep_grace_seconds: int = 900
+
+    @property
+    def max_attempts(self) -> int:
+        return len(self.backoff_seconds) + 1
+
+
+@dataclass(frozen=True)
 class PolicyConfig:
     zone: str
     service_account: str
@@ -73,6 +90,7 @@ class PolicyConfig:
     limits: Limits
     unpack: UnpackSettings
     source_dir: Optional[str]
+    retry: RetrySettings = RetrySettings()
 
     @property
     def quarantine_collection(self) -> str:
@@ -88,7 +106,7 @@ class PolicyConfig:
 
 def default_config_dict(zone: str = "tempZone", service_account: str = "omero-svc") -> Dict[str, Any]:
     """A complete, valid configuration with every optional field at its default."""
-    limits, unpack = Limits(), UnpackSettings()
+    limits, unpack, retry = Limits(), UnpackSettings(), RetrySettings()
     return {
         "config_version": CONFIG_VERSION,
         "zone": zone,
@@ -115,6 +133,11 @@ def default_config_dict(zone: str = "tempZone", service_account: str = "omero-sv
             "case_insensitive_duplicates": unpack.case_insensitive_duplicates,
             "fast_path": unpack.fast_path,
             "resource": unpack.resource,
+        },
+        "retry": {
+            "backoff_seconds": list(retry.backoff_seconds),
+            "sweep_seconds": retry.sweep_seconds,
+            "sweep_grace_seconds": retry.sweep_grace_seconds,
         },
     }
 
@@ -265,6 +288,14 @@ def parse_config(data: Any, source_dir: Optional[str]) -> PolicyConfig:
         resource=str(unp.get("resource", d_unpack.resource)),
     )
 
+    d_retry = RetrySettings()
+    ret = data.get("retry", {})
+    retry = RetrySettings(
+        backoff_seconds=tuple(int(x) for x in ret.get("backoff_seconds", d_retry.backoff_seconds)),
+        sweep_seconds=int(ret.get("sweep_seconds", d_retry.sweep_seconds)),
+        sweep_grace_seconds=int(ret.get("sweep_grace_seconds", d_retry.sweep_grace_seconds)),
+    )
+
     mapping_name = data.get("mapping_file", DEFAULT_MAPPING_FILE)
     abs_source = os.path.abspath(source_dir) if source_dir is not None else None
     mapping_file: Optional[str]
@@ -287,6 +318,7 @@ def parse_config(data: Any, source_dir: Optional[str]) -> PolicyConfig:
         limits=limits,
         unpack=unpack,
         source_dir=abs_source,
+        retry=retry,
     )
 
 
@@ -301,8 +333,30 @@ def _read_bounded(path: str, limit: int) -> bytes:
     return data
 
 
+_loaded_cache: Dict[str, Tuple[Tuple[int, int, int], PolicyConfig]] = {}
+
+
 def load_config(path: str) -> PolicyConfig:
-    """Read, validate and complete the configuration file at ``path``; errors name the file."""
+    """Read, validate and complete the configuration file at ``path``; errors name the file.
+
+    Every delayed run (retries, the sweep) loads it, and full validation costs a few milliseconds: a
+    valid result is kept (PolicyConfig is immutable) until the file's inode, size or mtime changes.
+    """
+    try:
+        st = os.stat(path)
+        stamp: Optional[Tuple[int, int, int]] = (st.st_ino, st.st_size, st.st_mtime_ns)
+    except OSError:
+        stamp = None
+    hit = _loaded_cache.get(path)
+    if stamp is not None and hit is not None and hit[0] == stamp:
+        return hit[1]
+    config = _load_config(path)
+    if stamp is not None:
+        _loaded_cache[path] = (stamp, config)
+    return config
+
+
+def _load_config(path: str) -> PolicyConfig:
     data = _read_bounded(path, CONFIG_MAX_BYTES)
     try:
         doc = loads_strict(data)

@@ -99,7 +99,15 @@ def _take(zone: Zone, path: str, ttl: int, now: float) -> Optional[str]:
     except AlreadyExists:
         return None
     token = secrets.token_hex(8)
-    zone.apply_metadata(path, [MetaOp("add", OWNER, token), MetaOp("add", EXPIRES, str(int(now) + ttl))])
+    try:
+        zone.apply_metadata(path, [MetaOp("add", OWNER, token), MetaOp("add", EXPIRES, str(int(now) + ttl))])
+    except Exception:
+        # Not ours yet: leave no lock behind that only its expiry could clear (best effort; then it expires).
+        try:
+            _discard(zone, path)
+        except Exception:  # noqa: BLE001,S110
+            pass
+        raise
     return token
 
 
@@ -117,8 +125,12 @@ def _is_stale(zone: Zone, path: str, ttl: int, now: float) -> Optional[bool]:
 
 
 def acquire(zone: Zone, config: PolicyConfig, drop_id: str, break_lock: bool = False,
-            now: Optional[float] = None) -> Optional[DropLock]:
-    """The held lock; None when another live run holds it (or, with break_lock, only after taking it over)."""
+            now: Optional[float] = None, clock: Callable[[], float] = time.time) -> Optional[DropLock]:
+    """The held lock; None when another live run holds it (or, with break_lock, only after taking it over).
+
+    clock is the time the lock's expiry is counted in (the server's; a simulated zone passes its own, so
+    that a dead run's lock expires in simulated time too); now, if given, wins over it.
+    """
     locks = config.landing_collection + "/" + LOCKS
     zone.create_collection(locks, recursive=True)
     try:
@@ -131,14 +143,14 @@ def acquire(zone: Zone, config: PolicyConfig, drop_id: str, break_lock: bool = F
                               "to the service account".format(locks, zone.user))
     path = lock_path(config, drop_id)
     ttl = config.limits.lock_seconds
-    t = time.time() if now is None else now
+    t = clock() if now is None else now
     token = _take(zone, path, ttl, t)
     if token is not None:
-        return DropLock(zone, path, token, ttl)
+        return DropLock(zone, path, token, ttl, clock)
     stale = _is_stale(zone, path, ttl, t)
     if stale is None:
         token = _take(zone, path, ttl, t)
-        return DropLock(zone, path, token, ttl) if token else None
+        return DropLock(zone, path, token, ttl, clock) if token else None
     if not (break_lock or stale):
         return None
     # Take over: move the old lock aside (atomic: of two takers only one succeeds), then lock anew.
@@ -149,7 +161,7 @@ def acquire(zone: Zone, config: PolicyConfig, drop_id: str, break_lock: bool = F
         return None
     _discard(zone, aside)
     token = _take(zone, path, ttl, t)
-    return DropLock(zone, path, token, ttl) if token else None
+    return DropLock(zone, path, token, ttl, clock) if token else None
 
 
 def _discard(zone: Zone, path: str) -> None:
@@ -157,6 +169,30 @@ def _discard(zone: Zone, path: str) -> None:
         zone.remove_collection(path)
     except NotFound:
         pass
+
+
+def live_lock_expiry(zone: Zone, config: PolicyConfig, drop_id: str, now: float) -> Optional[int]:
+    """When the drop's lock may be taken over, if a run that still looks alive holds it; None if nobody does.
+
+    A retry that finds the lock held waits at least this long: the holder may be dead, and only then
+    can its lock be taken over.
+    """
+    path = lock_path(config, drop_id)
+    ttl = config.limits.lock_seconds
+    try:
+        avus = zone.metadata(path)
+    except NotFound:
+        return None
+    stale = _is_stale(zone, path, ttl, now)
+    if stale is None or stale:
+        return None
+    expires = V.first(avus, EXPIRES)
+    if expires is not None and expires.isdigit():
+        return int(expires)
+    try:
+        return zone.stat(path).modify_time + ttl
+    except NotFound:
+        return None
 
 
 def expires_at(zone: Zone, config: PolicyConfig, drop_id: str) -> Optional[str]:

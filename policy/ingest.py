@@ -209,7 +209,7 @@ def validate_drop(zone: Zone, config: PolicyConfig, drop_id: str) -> Manifest:
     return manifest
 
 
-def _foreign_objects(zone: Zone, config: PolicyConfig, drop_id: str) -> List[str]:
+def foreign_objects(zone: Zone, config: PolicyConfig, drop_id: str) -> List[str]:
     """Objects in the drop not owned by the service account: somebody else wrote into the landing zone."""
     drop = config.landing_collection + "/" + drop_id
     bad = [] if owns(zone, drop, config.service_account) else [drop]
@@ -344,7 +344,7 @@ def ingest_drop(zone: Zone, config: PolicyConfig, mapping: UserMapping, drop_id:
     if status in V.FINAL_GOOD and snap_recorded:
         return drop_status(zone, config, drop_id)
 
-    foreign = _foreign_objects(zone, config, drop_id)
+    foreign = foreign_objects(zone, config, drop_id)
     if foreign:
         log.warning("drop %s holds objects not written by %s (%s): left untouched", drop_id,
                     config.service_account, ", ".join(foreign[:5]))

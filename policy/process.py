@@ -7,7 +7,9 @@ loses write access at the hand-over.
 
 from __future__ import annotations
 
-from typing import Optional
+import logging
+import time
+from typing import Callable, Optional
 
 from policy.config import PolicyConfig
 from policy.ingest import Outcome, ProcessHook, ingest_drop
@@ -25,11 +27,14 @@ def unpack_hook(config: PolicyConfig) -> Optional[ProcessHook]:
 
 
 def process_drop(zone: Zone, config: PolicyConfig, mapping: UserMapping, drop_id: str,
-                 break_lock: bool = False) -> Outcome:
+                 break_lock: bool = False, on_locked: Optional[Callable[[], None]] = None,
+                 clock: Callable[[], float] = time.time) -> Outcome:
     """Ingest (and unpack) one drop, holding its lock; a concurrent run of the same drop stops at once.
 
     break_lock takes over a lock even from a run that still looks alive: only for an admin who knows
     that run is dead (a forced reprocess). A lock whose holder stopped refreshing it is taken over anyway.
+    on_locked runs once the lock is held, before any work (the retry logic counts the attempt there:
+    a run that only found the lock taken is not an attempt). clock: the server's time, for the lock.
     """
     from policy import vocabulary as V
     from policy.drop_lock import LockUnavailable, acquire, expires_at
@@ -42,7 +47,7 @@ def process_drop(zone: Zone, config: PolicyConfig, mapping: UserMapping, drop_id
         return Outcome(drop_id, "refused", "drops are processed only as the service account '{}', not as '{}'"
                        .format(config.service_account, zone.user))
     try:
-        lock = acquire(zone, config, drop_id, break_lock=break_lock)
+        lock = acquire(zone, config, drop_id, break_lock=break_lock, clock=clock)
     except LockUnavailable as e:
         drop = config.landing_collection + "/" + drop_id
         now = drop_status(zone, config, drop_id)
@@ -56,6 +61,13 @@ def process_drop(zone: Zone, config: PolicyConfig, mapping: UserMapping, drop_id
                            config.landing_collection + "/.locks/" + drop_id, expires_at(zone, config, drop_id)),
                        now.snapshot, now.irods_user, now.location)
     try:
+        if on_locked is not None:
+            on_locked()
         return ingest_drop(zone, config, mapping, drop_id, process_hook=unpack_hook(config), guard=lock)
     finally:
-        lock.release()
+        try:
+            lock.release()
+        except Exception as e:  # noqa: BLE001 - the outcome stands; the lock expires and is removed later
+            logging.getLogger("omero_snapshots.process").warning("drop %s: could not remove its lock %s (%s); "
+                                                                  "it expires, then the next retry or the "
+                                                                  "sweep removes it", drop_id, lock.path, e)

@@ -122,25 +122,85 @@ class Entry:
     def process_drop(self, rule_args: List[Any], callback: Any, rei: Any) -> None:
         """The delayed rule (runs as the submitting user, the service account).
 
-        rule_args: [drop_id] or [drop_id, "break-lock"] (a rerun after a killed run, by the admin).
+        rule_args: [drop_id] (the upload PEP's run, an admin's reprocess), [drop_id, "break-lock"] (a
+        forced reprocess), [drop_id, "retry"] (a retry it scheduled itself, or the sweep's restart).
+        Self-healing (policy/retry.py): it schedules its own retry before working, and a failure it
+        cannot retry ends the drop `failed` with a reason; so it raises only when even that failed.
         """
         drop_id = str(rule_args[0]) if rule_args else ""
-        break_lock = len(rule_args) > 1 and str(rule_args[1]) == "break-lock"
+        mode = str(rule_args[1]) if len(rule_args) > 1 else ""
         try:
-            from policy.process import process_drop
+            from policy.retry import run_delayed
+
+            outcome = run_delayed(self._delayed_runtime(callback, rei), drop_id, mode)
+            self._log(callback, "drop {} -> {}".format(drop_id, json.dumps(outcome.to_dict())))
+            if rule_args:
+                rule_args[0] = json.dumps(outcome.to_dict())
+        except Exception:  # noqa: BLE001 - logged; the retry or the sweep takes the drop up again
+            self._log(callback, "processing drop {!r} failed:\n{}".format(drop_id, traceback.format_exc()[-2000:]))
+            raise
+
+    def _delayed_runtime(self, callback: Any, rei: Any) -> Any:
+        """What policy.retry needs from this server: configuration, zones, the clock, the log."""
+        from policy.prerequisites import missing_package
+        from policy.retry import Runtime
+
+        def open_zone(config: Any) -> Any:
+            if config is not None:
+                return self.zone(callback, rei, config)
+            from policy.prep_zone import PrepZone
+
+            return PrepZone(callback, rei, str(getattr(rei.uoic, "rodsZone", "") or ""))
+
+        def minimal() -> Tuple[str, str]:
+            from policy.config import minimal_read
+
+            return minimal_read(self.config_path)
+
+        return Runtime(load_config=self.load, load_mapping=self.load_mapping, open_zone=open_zone,
+                       minimal_config=minimal, clock=_clock(callback), check_prerequisites=missing_package,
+                       log=lambda m: self._log(callback, m))
+
+    # ------------------------------------------------------------------ the sweep (policy/sweep.py)
+    def sweep(self, rule_args: List[Any], callback: Any, rei: Any) -> None:
+        """The periodic sweep, a delayed rule run as the service account: restarts stranded drops."""
+        token = str(rule_args[0]) if rule_args else ""
+        try:
+            from policy.sweep import run_sweep
 
             config = self.load()
             zone = self.zone(callback, rei, config)
             try:
-                outcome = process_drop(zone, config, self.load_mapping(config), drop_id, break_lock=break_lock)
+                res = run_sweep(zone, config, token, now=_clock(callback)())
             finally:
                 zone.close()
-            self._log(callback, "drop {} -> {}".format(drop_id, json.dumps(outcome.to_dict())))
-            if rule_args:
-                rule_args[0] = json.dumps(outcome.to_dict())
-        except Exception:  # noqa: BLE001 - logged; the drop keeps its last status and can be reprocessed
-            self._log(callback, "processing drop {!r} failed:\n{}".format(drop_id, traceback.format_exc()[-2000:]))
+            self._log(callback, "sweep {}: {}".format(token, json.dumps(res.to_dict())))
+        except Exception:  # noqa: BLE001 - logged; the next sweep (scheduled first) tries again
+            self._log(callback, "sweep {!r} failed:\n{}".format(token, traceback.format_exc()[-2000:]))
             raise
+
+    def sweep_start(self, rule_args: List[Any], callback: Any, rei: Any) -> None:
+        """Admin rule: arm the sweep (as the service account; a no-op when one is queued)."""
+        def run(zone: Any, config: Any, a: List[str]) -> Dict[str, Any]:
+            return {"sweep": self._arm_sweep(callback, config)}
+        self._admin(rule_args, callback, rei, run, 0)
+
+    def svc_sweep_start(self, rule_args: List[Any], callback: Any, rei: Any) -> None:
+        def run(zone: Any, config: Any, a: List[str]) -> Dict[str, Any]:
+            from policy.sweep import arm
+
+            return {"sweep": arm(zone, config)}
+        self._as_service_account(rule_args, callback, rei, run)
+
+    def _arm_sweep(self, callback: Any, config: Any) -> str:
+        """Arm the sweep from an admin rule: delayed rules run as their submitter, so the service
+        account must submit it. Never raises (the doctor calls it)."""
+        try:
+            out = self._run_as(callback, config.service_account, "omero_snapshots_svc_sweep_start", [""])
+            res = json.loads(out[0]) if out and str(out[0]).startswith("{") else {}
+            return str(res.get("sweep") or res.get("error") or "unknown")
+        except Exception as e:  # noqa: BLE001
+            return "not armed: {}: {}".format(type(e).__name__, str(e)[:300])
 
     # ------------------------------------------------------------------ admin rules (JSON in the last arg)
     def _admin(self, rule_args: List[Any], callback: Any, rei: Any,
@@ -283,6 +343,7 @@ class Entry:
                 result = doctor(zone, self.config_path, self.load, self.load_mapping,
                                 exports if core is not None else None,
                                 data_plane=lambda config: _check_data_plane(callback, config))
+                _doctor_arms_sweep(result, lambda: self._arm_sweep(callback, self.load()))
         except Exception as e:  # noqa: BLE001
             self._log(callback, traceback.format_exc()[-1500:])
             result = {"ok": False, "error": str(e)}
@@ -324,6 +385,26 @@ class Entry:
 
             return purge(zone, config, a[0], a[1] if len(a) > 1 else "")
         self._as_service_account(rule_args, callback, rei, run)
+
+
+def _clock(callback: Any) -> Callable[[], float]:
+    """The server's time; a simulated server brings its own clock (its delay queue skips the waits)."""
+    import time
+
+    sim = getattr(type(callback), "sim_now", None)
+    if sim is not None:
+        return lambda: float(sim(callback))
+    return time.time
+
+
+def _doctor_arms_sweep(result: Dict[str, Any], arm: Callable[[], str]) -> None:
+    """The doctor (re)arms the sweep (policy/sweep.py) and reports it as one more check."""
+    if not result.get("checks") or not result["checks"][0].get("ok"):
+        return  # no usable configuration: nothing to arm with
+    state = arm()
+    ok = state.startswith("armed")
+    result["checks"].append({"check": "sweep", "ok": ok, "detail": state})
+    result["ok"] = bool(result.get("ok")) and ok
 
 
 def _check_data_plane(callback: Any, config: Any) -> str:

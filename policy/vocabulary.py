@@ -37,6 +37,8 @@ POLICY_VERSION = NS + "policy_version"
 MEMBER_COUNT = NS + "member_count"
 MEMBER_BYTES = NS + "member_bytes"
 CONTENT = NS + "content"  # path of the unpacked content collection
+# written by the delayed rule's retry logic (policy/retry.py), on the landing record
+ATTEMPTS = NS + "attempts"  # runs of the current chain that took the drop's lock and started work
 
 # Drop and snapshot states, in order of progress.
 QUEUED = "queued"
@@ -48,6 +50,7 @@ FAILED = "failed"
 QUARANTINED = "quarantined"
 STATES = (QUEUED, PROCESSING, PLACED_STATE, UNPACKING, COMPLETE, FAILED, QUARANTINED)
 FINAL_GOOD = (PLACED_STATE, COMPLETE)
+FINAL = (PLACED_STATE, COMPLETE, FAILED, QUARANTINED)  # nothing runs for the drop any more
 
 MAX_OBJECT_AVUS = 1000
 MAX_VALUE_CHARS = 2700  # iRODS keeps AVU values up to 2700 bytes

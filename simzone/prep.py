@@ -283,15 +283,51 @@ class FakeServer:
         return self.stdout[before:]
 
     # ------------------------------------------------------------------ delay server
-    def run_delay_queue(self, max_rules: int = 1000) -> int:
-        """Run pending delayed rules as their submitting users (what the delay server does, minus the wait)."""
+    # Rules that reschedule themselves for ever (the policy's sweep): see run_delay_queue.
+    periodic_rules: Tuple[str, ...] = ("omero_snapshots_sweep",)
+
+    @property
+    def clock(self) -> "SimClock":
+        clock = self.__dict__.get("_clock")
+        if clock is None:
+            clock = self.__dict__["_clock"] = SimClock(self.catalog)
+        return clock
+
+    def run_delay_queue(self, max_rules: int = 1000, horizon: Optional[float] = 600) -> int:
+        """Run delayed rules as their submitting users, in simulated time; returns how many ran.
+
+        A rule is due PLUSET after it was queued (on the zone's SimClock); the queue jumps the clock to
+        the next due rule instead of waiting, so retries with backoff cost no wall time. It runs every
+        rule due within `horizon` simulated seconds of the call (the default covers a drop's run and
+        its first retry); horizon=None runs until nothing is left to run. A rule in `periodic_rules`
+        reschedules itself for ever: once only such rules wait, and each has had a turn since the last
+        other rule ran, the queue counts as empty. Claiming a rule is atomic in the catalog, so
+        several servers (agents) may run one queue at once.
+        """
         n = 0
+        had_turn: set = set()
+        until = None if horizon is None else self.clock.now() + horizon
         while n < max_rules:
-            item = self.catalog.claim_delay()
-            if item is None:
+            pending = self.clock.pending()
+            if until is not None:
+                pending = [p for p in pending if p[1] <= until]
+            if not pending:
                 break
+            if all(_rule_name(body) in self.periodic_rules and _rule_name(body) in had_turn
+                   for _rid, _due, body in pending):
+                break
+            rid, due, _ = min(pending, key=lambda r: (r[1], r[0]))
+            self.clock.advance_to(due)
+            item = self.clock.claim(rid)
+            if item is None:
+                continue  # another server claimed it first
             rid, user, cond, body = item
             n += 1
+            name = _rule_name(body)
+            if name in self.periodic_rules:
+                had_turn.add(name)
+            else:
+                had_turn.clear()
             inst = re.search(r"<INST_NAME>(.*?)</INST_NAME>", cond)
             if inst is None or inst.group(1) != PYTHON_INSTANCE:
                 # Without INST_NAME the first REP gets it; python text in the native language fails.
@@ -312,6 +348,73 @@ class FakeServer:
         return n
 
 
+def _rule_name(body: str) -> str:
+    m = re.match(r"\s*callback\.([A-Za-z0-9_]+)\(", body)
+    return m.group(1) if m else body.split("(", 1)[0].strip()
+
+
+_PLUSET = re.compile(r"<PLUSET>\s*(\d+)\s*([smhd]?)\s*</PLUSET>")
+_UNIT = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def pluset_seconds(cond: str) -> int:
+    """The delay a delayExec condition asks for (PLUSET; none = at once)."""
+    m = _PLUSET.search(cond)
+    return int(m.group(1)) * _UNIT[m.group(2)] if m else 0
+
+
+class SimClock:
+    """Simulated time of one zone: wall time plus an offset kept in the zone's catalog, so that every
+    process and agent working on the zone (a killed run, its retry) shares it.
+
+    Only the delay queue moves it forward (to the next due rule). A rule's due time is fixed the first
+    time the queue sees the rule: its PLUSET after the clock's reading then (the clock does not move
+    while rules run, so that is when the rule was queued, up to the wall time the run took).
+    """
+
+    def __init__(self, catalog: SimCatalog) -> None:
+        self.catalog = catalog
+        catalog.db.execute("CREATE TABLE IF NOT EXISTS sim_delay_due (id INTEGER PRIMARY KEY, due REAL)")
+
+    def offset(self) -> float:
+        row = self.catalog.db.execute("SELECT value FROM meta WHERE key='sim_clock_offset'").fetchone()
+        return float(row[0]) if row else 0.0
+
+    def now(self) -> float:
+        return time.time() + self.offset()
+
+    def advance_to(self, t: float) -> None:
+        off = t - time.time()
+        if off > self.offset():
+            self.catalog.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('sim_clock_offset', ?)",
+                                    (repr(off),))
+
+    def pending(self) -> List[Tuple[int, float, str]]:
+        """(id, due, body) of every pending rule, giving a due time to those seen for the first time."""
+        db = self.catalog.db
+        rows = db.execute("SELECT d.id, d.cond, d.body, s.due FROM delay d LEFT JOIN sim_delay_due s "
+                          "ON s.id = d.id WHERE d.state = 'pending' ORDER BY d.id").fetchall()
+        now = self.now()
+        out = []
+        for rid, cond, body, due in rows:
+            if due is None:
+                due = now + pluset_seconds(cond)
+                db.execute("INSERT OR IGNORE INTO sim_delay_due (id, due) VALUES (?, ?)", (rid, due))
+                # RULE_EXEC_TIME (the `created` column in the simulated genquery) becomes the due time:
+                # NOT YET OBSERVED (docs/self-healing.md E3, probe_round11_self_healing.py).
+                db.execute("UPDATE delay SET created = ? WHERE id = ?", (int(due), rid))
+            out.append((int(rid), float(due), str(body)))
+        return out
+
+    def claim(self, rid: int) -> Optional[Tuple[int, str, str, str]]:
+        """Take one pending rule; None if another server took it first (one UPDATE: atomic)."""
+        cur = self.catalog.db.execute("UPDATE delay SET state='running' WHERE id=? AND state='pending'", (rid,))
+        if cur.rowcount != 1:
+            return None
+        row = self.catalog.db.execute("SELECT id, user, cond, body FROM delay WHERE id=?", (rid,)).fetchone()
+        return int(row[0]), row[1], row[2], row[3]
+
+
 class FakeCallback:
     """The `callback` a rule receives: microservices on the simulated catalog, and calls to other rules."""
 
@@ -321,6 +424,11 @@ class FakeCallback:
         from simzone.zone import SimZone
 
         return SimZone(callback._server.catalog, callback._user)
+
+    @staticmethod
+    def sim_now(callback: "FakeCallback") -> float:
+        """The server's time for the policy: the zone's simulated clock (see SimClock)."""
+        return callback._server.clock.now()
 
     @staticmethod
     def sim_run_rule_as(callback: "FakeCallback", user: str, rule: str, args: List[str]) -> List[Any]:
