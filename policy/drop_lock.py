@@ -23,7 +23,7 @@ from typing import Callable, Optional
 from policy import vocabulary as V
 from policy.config import PolicyConfig
 from policy.errors import AlreadyExists, NotFound
-from policy.zone import COLLECTION, MetaOp, Zone, owns
+from policy.zone import MetaOp, Zone, owns
 
 LOCKS = ".locks"
 EXPIRES = V.NS + "lock_expires"
@@ -132,12 +132,12 @@ def acquire(zone: Zone, config: PolicyConfig, drop_id: str, break_lock: bool = F
     that a dead run's lock expires in simulated time too); now, if given, wins over it.
     """
     locks = config.landing_collection + "/" + LOCKS
+    # After this succeeds, `locks` is a collection (a data object of that name fails it with -834000).
+    # Ownership is read from the ACL alone: a collection the service account may not read shows it no ACL
+    # rows through PREP (round 10), so a squatted one is refused here, while an error of the catalog on
+    # the way propagates with its own code instead of passing for a squatter.
     zone.create_collection(locks, recursive=True)
-    try:
-        kind: Optional[str] = zone.stat(locks).kind
-    except NotFound:
-        kind = None  # through PREP a rodsuser does not see a collection it may not read (round 10)
-    if kind != COLLECTION or not owns(zone, locks, zone.user):
+    if not owns(zone, locks, zone.user):
         raise LockUnavailable("{} is not owned by the service account '{}': someone else can write into the "
                               "landing collection; the admin must remove it and restrict the landing collection "
                               "to the service account".format(locks, zone.user))

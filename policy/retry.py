@@ -42,6 +42,10 @@ log = logging.getLogger("omero_snapshots.retry")
 PROCESS_RULE = "omero_snapshots_process_drop"
 RETRY = "retry"  # second rule argument of a retry (or of a run the sweep restarted)
 BREAK_LOCK = "break-lock"
+# Second rule argument of the late run the upload PEP schedules when the manifest first arrives EMPTY
+# (python-irodsclient's create(), policy.trigger): it works only if no run has started on the drop yet,
+# i.e. the arrival with the bytes never came (the manifest stayed empty, or that PEP failed).
+IF_UNSTARTED = "if-unstarted"
 ADMIN_HINT = "the facility's admin can see the server log and run reprocess"
 
 # iRODS codes a later attempt can pass (rodsErrorTable.h names). None of the codes the real server
@@ -126,6 +130,7 @@ def run_delayed(rt: Runtime, drop_id: str, mode: str = "") -> Outcome:
     """One run of the delayed rule for drop_id. Never raises for a failure it could record on the drop.
 
     mode: "" (the upload PEP's run, or an admin's reprocess), "break-lock" (a forced reprocess),
+    "if-unstarted" (the fallback of an empty manifest arrival: a no-op once any run started),
     "retry" (a retry this module scheduled, or a run the sweep restarted: it continues the count and
     returns at once when the drop is already final).
     """
@@ -162,6 +167,10 @@ def _run(rt: Runtime, config: PolicyConfig, zone: Zone, drop_id: str, mode: str)
         return _unreadable(rt, config, zone, drop_id, e)
     status = V.first(avus, V.STATUS)
     stored = _int(V.first(avus, V.ATTEMPTS))
+    if mode == IF_UNSTARTED:
+        if status != V.QUEUED or stored > 0:
+            return drop_status(zone, config, drop_id)  # a run started: this fallback has nothing to do
+        mode = ""
     # `quarantined` on a record still in landing: the move into quarantine did not happen (yet).
     if status in V.FINAL and status != V.QUARANTINED:
         if retrying:

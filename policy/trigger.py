@@ -25,13 +25,15 @@ EMPTY_MANIFEST_DELAY = 60  # seconds: the fallback run for a manifest that stays
 
 
 def on_manifest_arrival(zone: Zone, config: PolicyConfig, drop_id: str, uploader: str, rule_call: str,
-                        delay_seconds: Optional[int] = None, empty: bool = False) -> str:
+                        delay_seconds: Optional[int] = None, empty: bool = False,
+                        fallback_call: Optional[str] = None) -> str:
     """Queue the drop once per manifest, whole.
 
     An empty arrival is not yet the manifest: it only schedules a late fallback run (so a manifest that
     stays empty is still refused, as empty, without an admin) and says so in the reason. The arrival
-    with the bytes then schedules the real run at the normal delay; the fallback later finds the drop
-    finished and changes nothing. iput fires the PEP once, with the bytes, and is queued at once.
+    with the bytes then schedules the real run at the normal delay; the fallback (`fallback_call`, by
+    default `rule_call`) later finds a run started and changes nothing. iput fires the PEP once, with
+    the bytes, and is queued at once.
     """
     if uploader != config.service_account:
         return "ignored: uploaded by '{}', not by the service account '{}'; left untouched".format(
@@ -45,7 +47,7 @@ def on_manifest_arrival(zone: Zone, config: PolicyConfig, drop_id: str, uploader
     if status is None:
         if empty:
             set_status(zone, drop, V.QUEUED, AWAITING_BYTES, {V.DROP_ID: drop_id})
-            zone.schedule(rule_call, max(delay, EMPTY_MANIFEST_DELAY))
+            zone.schedule(fallback_call or rule_call, max(delay, EMPTY_MANIFEST_DELAY))
             return "manifest empty so far: fallback run in {} s".format(max(delay, EMPTY_MANIFEST_DELAY))
         set_status(zone, drop, V.QUEUED, None, {V.DROP_ID: drop_id})
         zone.schedule(rule_call, delay)

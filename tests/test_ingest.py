@@ -148,6 +148,8 @@ def test_pep_firing_twice_schedules_once(dep: Any) -> None:
     dep.server.fire_write_peps(path, SVC, 10, "prc", PepOutcome())  # a third arrival, whole: nothing more
     pending = [r for r in dep.catalog.delay_rows() if r[4] == "pending"]
     assert pending == before
+    assert pending[0][3] == "callback.omero_snapshots_process_drop('{}', 'if-unstarted')".format(drop_id)
+    pending = pending[1:]
     assert pending[0][1] == SVC and pending[0][3] == "callback.omero_snapshots_process_drop('{}')".format(drop_id)
     assert "<INST_NAME>irods_rule_engine_plugin-python-instance</INST_NAME>" in pending[0][2]
 

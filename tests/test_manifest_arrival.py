@@ -108,3 +108,47 @@ def test_the_omero_side_client_zone_fires_the_empty_arrival_first(dep: Any) -> N
     with z.open_new(dep.config.landing_collection + "/x.bin") as f:
         f.write(b"abc")
     assert fired == [dep.config.landing_collection + "/x.bin"]
+
+
+def test_a_failed_empty_arrival_is_made_good_by_the_arrival_with_the_bytes(dep: Any) -> None:
+    from policy.errors import error_for
+
+    archive = FIXTURES["image_tar"]
+    doc = manifest_doc(archive)
+    drop_id = doc["drop_id"]
+    landing = dep.config.landing_collection + "/" + drop_id
+    dep.catalog.create_collection(SVC, landing)
+    dep.server.client_put(SVC, landing + "/transfer.tar", open(archive, "rb").read(), api="put")
+    calls = [0]
+
+    def first_metadata_write_fails(name: str, args: Any) -> None:
+        if name == "apply_metadata":
+            calls[0] += 1
+            if calls[0] == 1:
+                raise error_for(-806000, "catalog busy")
+
+    dep.catalog.fault_hook = first_metadata_write_fails
+    out = dep.server.client_put(SVC, landing + "/manifest.json", json.dumps(doc).encode())  # create + write
+    dep.catalog.fault_hook = None
+    assert out.client_error is None
+    assert [d for _, d in _pending(dep, drop_id)] == [dep.config.delay_seconds]  # no fallback, one real run
+    dep.run_delay_server()
+    assert drop_status(dep.admin(), dep.config, drop_id).status == "complete"
+
+
+def test_the_fallback_works_only_when_no_run_started(dep: Any) -> None:
+    """A run of the empty arrival's fallback on a drop whose real run happened changes nothing and counts no
+    attempt; with the real run lost (its PEP failed after the empty arrival), the fallback processes it."""
+    drop_id = _upload(dep, FIXTURES["image_tar"], "prc_create")
+    rows = [r for r in dep.catalog.delay_rows() if r[4] == "pending" and drop_id in r[3]]
+    fallback = [r for r in rows if "if-unstarted" in r[3]]
+    assert len(fallback) == 1 and len(rows) == 2
+    # lose the real run: only the fallback is left
+    real = [r for r in rows if "if-unstarted" not in r[3]][0]
+    dep.catalog.db.execute("UPDATE delay SET state='lost' WHERE id=?", (real[0],))
+    dep.run_delay_server()
+    assert drop_status(dep.admin(), dep.config, drop_id).status == "complete"
+    other = _upload(dep, FIXTURES["image_tar"], "prc_create")
+    dep.run_delay_server()
+    landing = dep.config.landing_collection + "/" + other
+    assert V.first(dep.admin().metadata(landing), V.ATTEMPTS) == "1"  # the fallback did not count

@@ -308,7 +308,8 @@ def test_a_pep_that_fails_leaves_a_drop_the_sweep_finishes(tmp_path: Any) -> Non
     d.catalog.create_collection(SVC, landing)
     d.server.client_put(SVC, landing + "/transfer.tar", open(archive, "rb").read())
     once(d, "apply_metadata", error_for(-806000, "catalog busy"))  # the PEP's `queued`
-    out = d.server.client_put(SVC, landing + "/manifest.json", manifest_to_json(doc))
+    # iput: one PEP (python-irodsclient's create() would fire it twice and the second would queue the drop)
+    out = d.server.client_put(SVC, landing + "/manifest.json", manifest_to_json(doc), api="put")
     d.catalog.fault_hook = None
     assert out.client_error is None and drop_status(d.admin(), d.config, drop_id).status == "received"
     assert not retry_rows(d, drop_id) and isinstance(out, PepOutcome)
