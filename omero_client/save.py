@@ -343,6 +343,13 @@ def save_message(status: DropStatus, who: Who, size: int, landing: str, zone_lab
         return ("Saved to {}: {}\nOwner: iRODS user '{}'. Status: {}. Archive: {}.\n"
                 "It is listed by 'List iRODS Snapshots' and can be loaded back with 'Load from iRODS'.".format(
                     where, status.snapshot, status.irods_user, done, human_bytes(size)))
+    if status.status == V.FAILED and not status.snapshot:
+        # Failed before placement (a missing package on the server, a bug, retries exhausted): the upload is
+        # still in the landing collection, untouched.
+        return ("Uploaded ({}) to {}, but the server could not process it: {}\nNothing was lost: the upload is "
+                "kept intact at {}, and the facility can process it again once the cause is fixed.\n"
+                "Tell the iRODS facility ({}).".format(human_bytes(size), where, status.reason or "no reason given",
+                                                      status.location or landing, ref))
     if status.status == V.FAILED:
         return ("Saved to {}, but the server refused to unpack it: {}\nSnapshot: {} (owner: iRODS user '{}'); "
                 "the archive is kept intact in iRODS for the facility to examine, but it cannot be loaded back "

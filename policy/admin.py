@@ -196,5 +196,11 @@ def stuck_drops(zone: Zone, config: PolicyConfig, older_than: int = 900, limit: 
             continue  # a run holds it (or its lock will expire and the next run takes over)
         except NotFound:
             pass
+        from policy.retry import PROCESS_RULE
+        from policy.sweep import delayed_rules_naming, recent
+
+        if any(PROCESS_RULE in text and recent(when, t, older_than)
+               for text, when in delayed_rules_naming(zone, drop_id)):
+            continue  # a run (a retry waiting out its backoff, say) is due for it: something works on it
         out.append("{} ({})".format(drop_id, status or "no status"))
     return out

@@ -47,14 +47,14 @@ def new_token() -> str:
 def _tokens(zone: Zone) -> List[str]:
     """Tokens of the sweep rules in the delay queue (pending, or running where the server lists those)."""
     out = []
-    for text, _when in _delayed_rules(zone, SWEEP_RULE):
+    for text, _when in delayed_rules_naming(zone, SWEEP_RULE):
         tok = str(text).split("('", 1)[-1].split("'", 1)[0]
         if tok and set(tok) <= _TOKEN_CHARS:
             out.append(tok)
     return out
 
 
-def _delayed_rules(zone: Zone, name_part: str) -> List[Tuple[str, str]]:
+def delayed_rules_naming(zone: Zone, name_part: str) -> List[Tuple[str, str]]:
     """(rule text, time) of our delayed rules whose text contains name_part; [] where the zone cannot
     list them (a client session): the sweep then may restart a drop twice, which its lock makes harmless."""
     query = getattr(zone, "delayed_rules", None)
@@ -167,13 +167,14 @@ def stranded(zone: Zone, config: PolicyConfig, now: float, limit: int = 500) -> 
             continue  # still uploading, or not the service account's: the upload PEP's rules apply
         if live_lock_expiry(zone, config, drop_id, now) is not None:
             continue
-        if any(PROCESS_RULE in text and _recent(when, now, grace) for text, when in _delayed_rules(zone, drop_id)):
+        if any(PROCESS_RULE in text and recent(when, now, grace)
+               for text, when in delayed_rules_naming(zone, drop_id)):
             continue
         out.append(drop_id)
     return out
 
 
-def _recent(when: str, now: float, grace: int) -> bool:
+def recent(when: str, now: float, grace: int) -> bool:
     """A queued rule counts as taking care of the drop unless it is long overdue: a rule the delay
     server listed for longer than the grace time after it was due belongs to a run that died (whether
     the server ever drops such a row is not observed), and restarting the drop is safe (its lock)."""

@@ -707,6 +707,8 @@ class FakeCallback:
         if len(body.encode("utf-8")) >= MAX_ACTION_SIZE:
             raise IrodsError(-806000, "rule text does not fit the {}-byte buffer".format(MAX_ACTION_SIZE))
         self._cat.enqueue_delay(self._user, cond, body)
+        # the due time (and RULE_EXEC_TIME) is fixed at submission, as the server computes it from PLUSET then
+        self._server.clock.pending()
         return a
 
     def _msi_msiTarFileExtract(self, a: List[Any]) -> List[Any]:  # noqa: N802

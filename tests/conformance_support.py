@@ -284,7 +284,9 @@ def replay_round10(workdir: str, golden: str) -> Round10Replay:
     srv = FakeServer(cat, None, os.path.join(workdir, "rodsLog"))
     round10_fixture(cat)
     earlier = cat.enqueue_delay(ADMIN, DELAYED_COND10, DELAYED_BODY10)
+    srv.clock.pending()  # its due time, fixed at submission (as delayExec does)
     cat.db.execute("UPDATE delay SET created = created - 120 WHERE id=?", (earlier,))  # submitted by a run before
+    cat.db.execute("UPDATE sim_delay_due SET due = due - 120 WHERE id=?", (earlier,))
     rule_r = os.path.join(workdir, "r10.r")
     shutil.copyfile(os.path.join(golden, ROUND10_PROBE), rule_r)
     saved_tmp = tempfile.tempdir

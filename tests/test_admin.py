@@ -143,3 +143,23 @@ def test_doctor_names_drops_nothing_works_on(dep: Any) -> None:
     assert stuck_drops(svc, dep.config, now=later) == ["{} (queued)".format(drop_id)]
     dep.run_delay_server()
     assert stuck_drops(svc, dep.config, now=later) == []  # complete
+
+
+def test_doctor_does_not_name_a_drop_whose_retry_is_due(dep: Any) -> None:
+    """The doctor runs through PREP as the rodsadmin, who sees the delayed rules (round 10)."""
+    from policy.admin import stuck_drops
+    from policy.prep_zone import PrepZone
+    from simzone.prep import make_rei
+
+    def prep(user: str) -> PrepZone:
+        return PrepZone(dep.server.callback(user), make_rei(user, "tempZone"), "tempZone")
+
+    drop_id, _ = drop(dep, FIXTURES["dataset_zip"], run=False)
+    dep.catalog.db.execute("UPDATE delay SET state='lost'")  # the PEP's runs are gone
+    now = dep.server.clock.now()
+    assert stuck_drops(prep("rods"), dep.config, now=now + 3600) == ["{} (queued)".format(drop_id)]
+    # a retry waiting out an hour's backoff: something works on the drop
+    prep(SVC).schedule("callback.omero_snapshots_process_drop('{}', 'retry')".format(drop_id), 3500)
+    assert stuck_drops(prep("rods"), dep.config, now=now + 3600) == []
+    # long overdue (its delay server is gone): named again
+    assert stuck_drops(prep("rods"), dep.config, now=now + 3500 + 7200) == ["{} (queued)".format(drop_id)]

@@ -31,6 +31,9 @@ def test_save_shows_failed_naming_the_missing_package(tmp_path: Any, monkeypatch
     assert result.status == V.FAILED and not result.ok, result
     assert result.reason and "the Python package libarchive-c is not importable" in result.reason
     assert result.reason in result.message
+    # failed before placement: no "Snapshot: None", but where the upload waits, intact
+    assert "Snapshot: None" not in result.message and "kept intact at " + d.config.landing_collection in \
+        result.message, result.message
 
 
 def test_list_shows_a_snapshot_failed_by_a_bug_with_its_reason(tmp_path: Any) -> None:

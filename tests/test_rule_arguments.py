@@ -125,7 +125,8 @@ def _run(dep: Any, cmd: str) -> Dict[str, Any]:
 def test_install_guide_lists_every_admin_rule_with_irule() -> None:
     rules = {re.search(r"'(omero_snapshots_\w+)\(", c).group(1) for c in irule_commands("docs/install.md")}
     assert rules == {"omero_snapshots_" + r for r in
-                     ("enrol", "list", "status", "unenrol", "reprocess", "release", "purge", "doctor")}
+                     ("enrol", "list", "status", "unenrol", "reprocess", "release", "purge", "doctor",
+                      "sweep_start")}
 
 
 def test_every_irule_command_of_the_install_guide_works_as_written(dep: Any) -> None:
@@ -155,6 +156,9 @@ def test_every_irule_command_of_the_install_guide_works_as_written(dep: Any) -> 
     assert res["ok"] and res["objects_removed"] == 2, res
     res = _run(dep, cmds["omero_snapshots_doctor"])
     assert "landing_collection" in json.dumps(res) or "landing" in json.dumps(res), res
+    res = _run(dep, cmds["omero_snapshots_sweep_start"])
+    assert res["ok"] and res["sweep"], res
+    assert any("omero_snapshots_sweep(" in r[3] for r in dep.catalog.delay_rows() if r[4] == "pending")
     res = _run(dep, cmds["omero_snapshots_unenrol"].replace("alice", "carol"))
     assert res["ok"] and res["irods_user"] == "carol", res
 
