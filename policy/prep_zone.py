@@ -255,6 +255,31 @@ class PrepZone:
     def open_new(self, path: str) -> BinaryIO:
         return self._plane().open_new(path)
 
+    # ------------------------------------------------------------------ batched listing, concurrent data plane
+    def objects_under(self, top: str) -> Dict[str, Stat]:
+        """Every data object at or below `top` with size and catalog checksum ('' until computed), in two
+        genqueries (COLL_NAME = top, COLL_NAME like top/%) instead of a listing per collection.
+        Round 10 shows the row shapes (tuples, '' for an absent checksum, DATA_SIZE a str, paging
+        transparent); a LIKE over many collections is not yet observed (probe: bench/probes/probe_unpack.py)."""
+        prefix = top.rstrip("/") + "/"
+        out: Dict[str, Stat] = {}
+        cols = ["COLL_NAME", "DATA_NAME", "DATA_SIZE", "DATA_CHECKSUM"]
+        for cond in ("COLL_NAME = " + _quote(top), "COLL_NAME like " + _quote(prefix + "%")):
+            for c, n, size, chk in self._query(cols, cond):
+                c = str(c)
+                if c != top and not c.startswith(prefix):  # LIKE's '_' matches any character: filter exactly
+                    continue
+                path = c.rstrip("/") + "/" + str(n)
+                if path not in out or (chk and not out[path].checksum):  # one row per replica
+                    out[path] = Stat(path=path, kind=DATA_OBJECT, size=int(size or 0), checksum=str(chk) or None)
+        return out
+
+    def concurrent_plane(self) -> Any:
+        """The data plane, when it may be used from several threads (python-irodsclient), else None."""
+        plane = self._plane()
+        probe = getattr(plane, "concurrent_plane", None)
+        return probe() if probe is not None else None
+
     def close(self) -> None:
         plane, self._data_plane = self._data_plane, None
         if plane is not None and hasattr(plane, "close"):
