@@ -623,10 +623,11 @@ def _run(
     from libarchive.exception import ArchiveError
 
     pool = None
-    if writers > 1 and sink is not None and hasattr(sink, "open_prepared") and hasattr(sink, "prepare_member"):
+    open_prepared = getattr(sink, "open_prepared", None)
+    if writers > 1 and open_prepared is not None and getattr(sink, "prepare_member", None) is not None:
         from policy.parallel_write import WriterPool
 
-        pool = WriterPool(sink.open_prepared, writers, buf_size, max_buffered)  # type: ignore[attr-defined]
+        pool = WriterPool(open_prepared, writers, buf_size, max_buffered)
         buf_size = 1  # this thread's own buffer is not used for member bytes
     state = _Pass(src, sink, limits, buf_size, block_size, pool)
     try:

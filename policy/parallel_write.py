@@ -131,8 +131,6 @@ class WriterPool:
             self._jobs.put(None)
         for t in self._threads:
             t.join()
-        for c in self._free:
-            c.view = None
         self._free.clear()
         if self.error is not None:
             raise self.error
