@@ -54,6 +54,7 @@ from policy.member_safety import (
 )
 
 ARCHIVE_LEVEL = "<archive>"  # Refusal.member when no single member is to blame
+BACKGROUND_HASH_MIN_BLOCK = 64 << 10  # below this a helper thread's hand-off costs more than it saves
 
 _AE_IFMT = 0o170000
 _AE_IFREG = 0o100000
@@ -129,11 +130,21 @@ class HashingReader:
     order (and hashing the wrong thing).
     """
 
-    def __init__(self, src: BinaryIO) -> None:
+    def __init__(self, src: BinaryIO, background: bool = False) -> None:
         self._src = src
         self._sha = hashlib.sha256()
         self.bytes_read = 0
         self.error: Optional[BaseException] = None
+        # background: the archive's own hash runs on a helper thread (hashlib releases the GIL), overlapping
+        # libarchive's parsing and the member hashes of the reading thread. A block is hashed while
+        # libarchive reads it (both only read it); the next readinto waits for that hash before the caller's
+        # buffer is filled again, so every byte is hashed once, in order.
+        self._hasher: Any = None
+        self._pending: Any = None
+        if background:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="archive-sha256")
 
     def readable(self) -> bool:
         return True
@@ -141,7 +152,13 @@ class HashingReader:
     def seekable(self) -> bool:
         return False
 
+    def _settle(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
     def readinto(self, buf: Any) -> int:
+        self._settle()
         view = memoryview(buf).cast("B")
         readinto = getattr(self._src, "readinto", None)
         if readinto is not None:
@@ -151,15 +168,26 @@ class HashingReader:
             n = len(data)
             view[:n] = data
         if n:
-            self._sha.update(view[:n])
+            if self._hasher is not None:
+                self._pending = self._hasher.submit(self._sha.update, view[:n])
+            else:
+                self._sha.update(view[:n])
             self.bytes_read += n
         return n
 
     def read(self, size: int = -1) -> bytes:
+        self._settle()
         data = self._src.read(size)
         self._sha.update(data)
         self.bytes_read += len(data)
         return data
+
+    def close(self) -> None:
+        """Finish the pending hash and stop the helper thread (idempotent)."""
+        self._settle()
+        if self._hasher is not None:
+            self._hasher.shutdown(wait=True)
+            self._hasher = None
 
     def drain(self, chunk: int = 1 << 20) -> int:
         """Read (and hash) whatever libarchive left after the end of the archive."""
@@ -172,6 +200,7 @@ class HashingReader:
             total += n
 
     def hexdigest(self) -> str:
+        self._settle()
         return self._sha.hexdigest()
 
 
@@ -384,7 +413,7 @@ class _Pass:
         block_size: int,
         pool: Any = None,
     ) -> None:
-        self.reader = HashingReader(src)
+        self.reader = HashingReader(src, background=block_size >= BACKGROUND_HASH_MIN_BLOCK)
         self.sink = sink
         self.pool = pool  # a policy.parallel_write.WriterPool, or None: this thread writes
         self.scanner = SafetyScanner(limits)
@@ -645,23 +674,27 @@ def _run(
                 pool.close()  # every writer stops before anyone rolls back
             except BaseException:  # noqa: BLE001 - the error in hand is the one to report
                 pass
+        state.reader.close()
         raise
     finally:
         state.release()
-    if pool is not None:
-        try:
-            pool.close()
-        except BaseException:
-            left = pool.failed_member or next(iter(pool.still_open()), None)
-            state.report.partial = state.report.partial or left
-            raise
-        if state.report.partial is None and pool.still_open():
-            state.report.partial = pool.still_open()[0]
-    if state.reader.error is not None:
-        raise state.reader.error
-    report = state.report
-    if report.refusal is None:
-        state.reader.drain(block_size)
-        report.archive_sha256 = state.reader.hexdigest()
+    try:
+        if pool is not None:
+            try:
+                pool.close()
+            except BaseException:
+                left = pool.failed_member or next(iter(pool.still_open()), None)
+                state.report.partial = state.report.partial or left
+                raise
+            if state.report.partial is None and pool.still_open():
+                state.report.partial = pool.still_open()[0]
+        if state.reader.error is not None:
+            raise state.reader.error
+        report = state.report
+        if report.refusal is None:
+            state.reader.drain(block_size)
+            report.archive_sha256 = state.reader.hexdigest()
+    finally:
+        state.reader.close()
     report.archive_bytes = state.reader.bytes_read
     return report
