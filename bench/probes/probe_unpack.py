@@ -53,9 +53,9 @@ def probe_unpack_concurrent_writes(rule_args, callback, rei):
     +chksum of 64 KiB objects, succeeds; every object is owned by svc with the right size and a sha2 checksum;
     the 4-thread run takes clearly less than the 1-thread run of as many objects (per-object round trips
     overlap); an existing path fails (no overwrite) in a thread like in the main one."""
+    import base64
     import concurrent.futures
     import hashlib
-    import base64
 
     base, svc = rule_args[0], rule_args[1]
     rec = {"threads": 4, "objects_each_run": 64}
@@ -89,7 +89,7 @@ def probe_unpack_concurrent_writes(rule_args, callback, rei):
             except Exception as e:  # noqa: BLE001
                 rec["create_existing_in_thread"] = "{}: {}".format(type(e).__name__, getattr(e, "code", ""))
             rec["pool_connections_after"] = len(getattr(s.pool, "idle", ())) + len(getattr(s.pool, "active", ()))
-    except Exception as e:  # noqa: BLE001
+    except Exception:  # noqa: BLE001
         import traceback
         rec["exc"] = traceback.format_exc()[-1200:]
     rec.update(_rss())
@@ -142,7 +142,7 @@ def probe_unpack_checksum_genquery(rule_args, callback, rei):
         rec["prc_like_rows"] = len(prc)
         rec["prc_checksums_match"] = all(prc.get(p) == c for p, c in made.items())
         rec["prc_empty_checksum_repr"] = repr(next((v for v in prc.values() if not v), None))
-    except Exception as e:  # noqa: BLE001
+    except Exception:  # noqa: BLE001
         import traceback
         rec["exc"] = traceback.format_exc()[-1200:]
     _rec("unpack_checksum_genquery", **rec)
@@ -178,7 +178,7 @@ def probe_unpack_parallel_chksum_after_native(rule_args, callback, rei):
                     sums = list(ex.map(s.data_objects.chksum, paths))
                 rec[label + "_chksum_s"] = round(time.time() - t0, 3)
             rec[label + "_all_sha2"] = all(str(c).startswith("sha2:") for c in sums)
-    except Exception as e:  # noqa: BLE001
+    except Exception:  # noqa: BLE001
         import traceback
         rec["exc"] = traceback.format_exc()[-1200:]
     _rec("unpack_parallel_chksum_after_native", **rec)
