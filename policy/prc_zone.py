@@ -307,15 +307,15 @@ class PrcZone:
         session at once are not yet observed (probe: bench/probes/probe_unpack.py)."""
         return self
 
-    def objects_under(self, top: str) -> Dict[str, Stat]:
-        """Every data object at or below `top` with size and catalog checksum ('' until computed): two queries."""
+    def objects_under(self, top: str) -> Dict[str, Tuple[int, str]]:
+        """path -> (size, catalog checksum or '' until computed) of every data object at or below `top`."""
         from irods.column import Like
         from irods.models import Collection, DataObject
 
         prefix = top.rstrip("/") + "/"
 
-        def read() -> Dict[str, Stat]:
-            out: Dict[str, Stat] = {}
+        def read() -> Dict[str, Tuple[int, str]]:
+            out: Dict[str, Tuple[int, str]] = {}
             for cond in (Collection.name == top, Like(Collection.name, prefix + "%")):
                 q = self.session.query(Collection.name, DataObject.name, DataObject.size,
                                        DataObject.checksum).filter(cond)
@@ -325,9 +325,8 @@ class PrcZone:
                         continue
                     path = c.rstrip("/") + "/" + r[DataObject.name]
                     chk = r[DataObject.checksum] or ""
-                    if path not in out or (chk and not out[path].checksum):
-                        out[path] = Stat(path=path, kind=DATA_OBJECT, size=int(r[DataObject.size] or 0),
-                                         checksum=chk or None)
+                    if path not in out or (chk and not out[path][1]):
+                        out[path] = (int(r[DataObject.size] or 0), chk)
             return out
         return self._call("list " + top, read)
 

@@ -12,7 +12,7 @@ service account (policy.prc_zone.in_server_session).
 from __future__ import annotations
 
 import json
-from typing import Any, BinaryIO, Callable, Dict, List, Optional, Sequence
+from typing import Any, BinaryIO, Callable, Dict, List, Optional, Sequence, Tuple
 
 from policy.errors import IrodsError, code_from_text, error_for
 from policy.zone import COLLECTION, DATA_OBJECT, Ace, Avu, Listing, MetaOp, Stat, basename_of, parent_of
@@ -256,22 +256,28 @@ class PrepZone:
         return self._plane().open_new(path)
 
     # ------------------------------------------------------------------ batched listing, concurrent data plane
-    def objects_under(self, top: str) -> Dict[str, Stat]:
-        """Every data object at or below `top` with size and catalog checksum ('' until computed), in two
-        genqueries (COLL_NAME = top, COLL_NAME like top/%) instead of a listing per collection.
-        Round 10 shows the row shapes (tuples, '' for an absent checksum, DATA_SIZE a str, paging
-        transparent); a LIKE over many collections is not yet observed (probe: bench/probes/probe_unpack.py)."""
+    def objects_under(self, top: str) -> Dict[str, Tuple[int, str]]:
+        """path -> (size, catalog checksum or '' until computed) of every data object at or below `top`, in two
+        genqueries (COLL_NAME = top, COLL_NAME like top/%) instead of a listing per collection; rows are read
+        as they come (no list of all rows). Round 10 shows the row shapes (tuples, '' for an absent checksum,
+        DATA_SIZE a str, paging transparent); a LIKE over many collections is not yet observed (probe:
+        bench/probes/probe_unpack.py)."""
+        from genquery import Query  # lives in /etc/irods (PREP)
+
         prefix = top.rstrip("/") + "/"
-        out: Dict[str, Stat] = {}
+        out: Dict[str, Tuple[int, str]] = {}
         cols = ["COLL_NAME", "DATA_NAME", "DATA_SIZE", "DATA_CHECKSUM"]
         for cond in ("COLL_NAME = " + _quote(top), "COLL_NAME like " + _quote(prefix + "%")):
-            for c, n, size, chk in self._query(cols, cond):
-                c = str(c)
-                if c != top and not c.startswith(prefix):  # LIKE's '_' matches any character: filter exactly
-                    continue
-                path = c.rstrip("/") + "/" + str(n)
-                if path not in out or (chk and not out[path].checksum):  # one row per replica
-                    out[path] = Stat(path=path, kind=DATA_OBJECT, size=int(size or 0), checksum=str(chk) or None)
+            try:
+                for c, n, size, chk in Query(self.callback, cols, cond):
+                    if c != top and not c.startswith(prefix):  # LIKE's '_' matches any character: filter exactly
+                        continue
+                    path = c + "/" + n
+                    if path not in out or (chk and not out[path][1]):  # one row per replica
+                        out[path] = (int(size or 0), chk or "")
+            except RuntimeError as e:
+                code = code_from_text(str(e)) or -1828000
+                raise error_for(code, "genquery " + cond[:200]) from None
         return out
 
     def concurrent_plane(self) -> Any:

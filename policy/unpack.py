@@ -174,7 +174,8 @@ def _walk_objects(zone: Zone, top: str) -> Dict[str, Tuple[int, str]]:
         except InvalidInput:  # a name the query cannot carry (a quote): list collection by collection
             found = None
         if found is not None:
-            return {p[len(top) + 1:]: (st.size, st.checksum or "") for p, st in found.items()}
+            cut = len(top) + 1
+            return {p[cut:]: v for p, v in found.items()}
     out: Dict[str, Tuple[int, str]] = {}
     todo = [top]
     while todo:
