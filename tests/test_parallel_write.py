@@ -311,3 +311,32 @@ def test_policy_with_threaded_writers_refused_archive_leaves_nothing_under_conte
     st = drop_status(d.admin(), d.config, drop_id)
     assert st.status == "failed" and "absolute_path" in (st.reason or "")
     assert not [p for p, k in d.catalog.walk(st.snapshot) if "/content" in p]
+
+
+# ---------------------------------------------------------------------- batched listing (objects_under)
+def test_objects_under_lists_exactly_the_subtree_with_sizes_and_checksums(tmp_path: Any) -> None:
+    """One listing for the whole content tree, on PrepZone (fake PREP genquery) and SimZone alike: a sibling
+    whose name matches LIKE's '_' is not included, an absent checksum is '' (round 10)."""
+    from policy.prep_zone import PrepZone
+    from simzone.catalog import SimCatalog
+    from simzone.prep import FakeServer, make_rei
+
+    cat = SimCatalog(str(tmp_path / "z"))
+    cat.add_user("omero-svc")
+    home = "/tempZone/home/omero-svc"
+    svc = SimZone(cat, "omero-svc")
+    top = home + "/snap_1/content"
+    for c in (top + "/a/b", home + "/snap_1/contentX", home + "/snap_1/content_"):
+        svc.create_collection(c, recursive=True)
+    made = {top + "/top.bin": b"t", top + "/a/one": b"11", top + "/a/b/two": b"222",
+            home + "/snap_1/contentX/no": b"n", home + "/snap_1/content_/no": b"n"}
+    for p, data in made.items():
+        with svc.open_new(p) as f:
+            f.write(data)
+    summed = svc.checksum(top + "/a/one")
+    prep = PrepZone(FakeServer(cat).callback("omero-svc"), make_rei("omero-svc", "tempZone"), "tempZone")
+    expected = {top + "/top.bin": (1, ""), top + "/a/one": (2, summed), top + "/a/b/two": (3, "")}
+    assert svc.objects_under(top) == expected
+    assert prep.objects_under(top) == expected
+    assert prep.objects_under(top + "/none") == {}
+    assert prep.concurrent_plane() is None  # the simulated data plane is not for threads
