@@ -40,7 +40,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     from policy.config import default_config_dict
 
     default_cfg = default_config_dict()
-    streaming_cfg = default_config_dict()
+    default_cfg["unpack"].pop("parallel_writers", None)  # a field the other tree's schema may not know
+    streaming_cfg = json.loads(json.dumps(default_cfg))
     streaming_cfg["unpack"]["fast_path"] = "never"
     work = tempfile.mkdtemp(prefix="unpack-compare-", dir=args.tmp)
     total = args.size_mb * bench.MiB

@@ -201,39 +201,39 @@ def _verify(zone: Zone, content: str, members: List[Any], total_bytes: int, guar
     """
     from policy.parallel_write import bounded_map
 
-    listed = _walk_objects(zone, content)
-    sizes = {k: v[0] for k, v in listed.items()}
-    actual = {_nfc(k): k for k in sizes}  # NFC key -> the name iRODS holds
-    present = {key: sizes[name] for key, name in actual.items()}
+    listed = _walk_objects(zone, content)  # name iRODS holds -> (size, checksum or '')
+    actual = {_nfc(k): k for k in listed}  # NFC key -> the name iRODS holds
     expected = {_nfc(m.path): m for m in members}
-    if set(present) != set(expected):
-        missing = sorted(set(expected) - set(present))[:3]
-        extra = sorted(set(present) - set(expected))[:3]
+    if actual.keys() != expected.keys():
+        missing = sorted(set(expected) - set(actual))[:3]
+        extra = sorted(set(actual) - set(expected))[:3]
         raise UnpackFailed("content does not match the archive's member list (missing {}, unexpected {})"
                            .format(missing or "none", extra or "none"))
-    if sum(present.values()) != total_bytes:
-        raise UnpackFailed("content holds {} bytes, the archive's members {}".format(sum(present.values()),
-                                                                                     total_bytes))
-    for rel, m in sorted(expected.items()):
-        if present[rel] != m.size:
-            raise UnpackFailed("member {!r}: {} bytes in iRODS, {} in the archive".format(rel, present[rel], m.size))
-    missing = [rel for rel in sorted(expected) if not listed[actual[rel]][1]]
-    computed: Dict[str, str] = {}
-    if missing:
-        def one(rel: str) -> str:
-            return (plane if plane is not None else zone).checksum(content + "/" + actual[rel])
+    held = sum(v[0] for v in listed.values())
+    if held != total_bytes:
+        raise UnpackFailed("content holds {} bytes, the archive's members {}".format(held, total_bytes))
+    order = sorted(expected)
+    for rel in order:
+        size = listed[actual[rel]][0]
+        if size != expected[rel].size:
+            raise UnpackFailed("member {!r}: {} bytes in iRODS, {} in the archive".format(rel, size,
+                                                                                     expected[rel].size))
 
-        step = max(64, 16 * max(1, workers))
-        for i in range(0, len(missing), step):  # the lock's heartbeat between batches, on this thread
-            if guard is not None:
-                guard.beat()
-            batch = missing[i:i + step]
-            computed.update(zip(batch, bounded_map(one, batch, workers if plane is not None else 1)))
-    for rel, m in sorted(expected.items()):
-        got = hex_of_irods_sha2(computed.get(rel) or listed[actual[rel]][1])
-        if got != m.sha256:
-            raise UnpackFailed("member {!r}: iRODS checksum {} differs from the archive's sha256 {}; the archive "
-                               "changed during unpacking".format(rel, got, m.sha256))
+    def one(rel: str) -> str:
+        return str((plane if plane is not None else zone).checksum(content + "/" + actual[rel]))
+
+    step = max(64, 16 * max(1, workers))
+    for i in range(0, len(order), step):  # batch by batch: the lock's heartbeat between them, on this thread
+        if guard is not None:
+            guard.beat()
+        batch = order[i:i + step]
+        todo = [rel for rel in batch if not listed[actual[rel]][1]]
+        computed = dict(zip(todo, bounded_map(one, todo, workers if plane is not None else 1)))
+        for rel in batch:
+            got = hex_of_irods_sha2(computed.get(rel) or listed[actual[rel]][1])
+            if got != expected[rel].sha256:
+                raise UnpackFailed("member {!r}: iRODS checksum {} differs from the archive's sha256 {}; the "
+                                   "archive changed during unpacking".format(rel, got, expected[rel].sha256))
 
 
 def _metadata_from_transfer_xml(zone: Zone, content: str) -> Tuple[List[Avu], Optional[str]]:
