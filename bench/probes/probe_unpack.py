@@ -124,6 +124,8 @@ def probe_unpack_checksum_genquery(rule_args, callback, rei):
         rows = list(Query(callback, ["COLL_NAME", "DATA_NAME", "DATA_SIZE", "DATA_CHECKSUM"],
                           "COLL_NAME like '{}/%'".format(top)))
         rec["like_rows"] = len(rows)
+        colls = list(Query(callback, ["COLL_NAME"], "COLL_NAME like '{}/%'".format(top)))  # PrepZone.objects_under
+        rec["coll_like_rows"] = sorted(colls)  # EXPECTED: the three d<i> collections, as str rows
         rec["like_row_type"] = type(rows[0]).__name__ if rows else None
         got = {r[0] + "/" + r[1]: r[3] for r in rows}
         rec["like_paths_match"] = sorted(got) == sorted(made)
