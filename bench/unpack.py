@@ -287,6 +287,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                       "(150 x 1 MiB + 2 x 25 MiB, a 200 MiB tar); the default when --size-mb is not given")
     live.add_argument("--runs", type=int, default=None, help="live: runs of each measurement per archive "
                       "(default 1); medians are reported")
+    live.add_argument("--no-hcs", action="store_true", help="live: skip the HCS-plate archive (5,000 x 64 KiB)")
     live.add_argument("--timeout", type=float, default=LIVE_TIMEOUT_S, help="live: seconds a drop may take to "
                       "reach its final status (default {:.0f})".format(LIVE_TIMEOUT_S))
     args = ap.parse_args(argv)
@@ -296,8 +297,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         if args.runs is not None and args.runs < 1:
             ap.error("--runs must be at least 1")
         return live_main(args, argv)
-    if args.round6 or args.runs is not None:
-        ap.error("--round6 and --runs apply to --live only")
+    if args.round6 or args.runs is not None or args.no_hcs:
+        ap.error("--round6, --runs and --no-hcs apply to --live only")
     if args.size_mb is None:
         args.size_mb = 1024
 
@@ -402,14 +403,26 @@ LIVE_POLL_S = 0.5  # the status admin rule is called every 0.5 s
 LIVE_TIMEOUT_S = 1800.0
 LOCK_WAIT_S = 60.0
 EXIT_UNAVAILABLE = 2
-GOALS = {"fast": 1.5, "streaming": 6.0}  # issue 3 item 6: ours / plain msiTarFileExtract on a real server
+GOALS = {"fast": 1.5, "streaming": 3.0}  # issue 13: ours / (msiTarFileExtract + checksums) on a real server
 BEFORE_PROCESSING = ("received", "queued", "unknown")
 FINAL = ("placed", "complete", "failed", "quarantined")
 UNPACK_PATH = "omero.snapshot.unpack_path"
 NATIVE_INSTANCE = "irods_rule_engine_plugin-irods_rule_language-instance"
-# The msi's own status is an int (INT_PI), which python-irodsclient 3.x cannot unpack from a rule's answer
-# (irods/message has no INT_PI class): it is handed back as a string in *out.
-NATIVE_EXTRACT_BODY = 'msiTarFileExtract(*tar, *coll, *resc, *status); *out = "*status"'
+# The paths go into the rule TEXT as string literals, never as input parameters: parameters reach the rule
+# verbatim (prep-observed round 9: `*tar="/z/a.tar"` arrives WITH its quotes), so msiTarFileExtract got
+# '"/z/.../transfer.tar"' and '"/z/.../content"'; rsStructFileExtAndReg takes a hint that does not start with
+# '/' as a whole zone name (getZoneNameFromHint), the two "zones" differ, and it returns
+# SYS_CROSS_ZONE_MV_NOT_SUPPORTED (-109000) before opening anything: what the first real run showed.
+# errorcode() keeps the rule going so the msi's code always comes back, as a string in *out (python-irodsclient
+# 3.x cannot unpack an INT_PI); the native rule language call shape is round 10's (rodsuser, literals, *s).
+NATIVE_EXTRACT_BODY = '*e = errorcode(msiTarFileExtract({tar}, {coll}, {resc}, *s)); *out = "*e"'
+# What the codes a real server gave for msiTarFileExtract mean (prep-observed round 10, and the issue's run).
+NATIVE_EXTRACT_ERRORS = {-46000: "SYS_COPY_ALREADY_IN_RESC (members already there)",
+                         -1821000: "REPLICA_NOT_IN_RESC (archive missing or unreadable on that resource)",
+                         -78000: "SYS_RESC_DOES_NOT_EXIST", -818000: "CAT_NO_ACCESS_PERMISSION",
+                         -109000: "SYS_CROSS_ZONE_MV_NOT_SUPPORTED (paths with quotes, or in two zones)",
+                         -1: "not a tar archive"}
+HCS_PLATE = (5000, SMALL_FILE)  # issue 13: an HCS plate's thousands of small files, 5,000 x 64 KiB
 
 
 class LiveError(Exception):
@@ -431,15 +444,45 @@ def write_round6(path: str, pool: bytes, small: Any = ROUND6_SMALL, large: Any =
     return {"members": members, "bytes": nbytes}
 
 
+def write_hcs_plate(path: str, pool: bytes, count: Optional[int] = None, size: Optional[int] = None
+                    ) -> Dict[str, Any]:
+    """An HCS plate's shape: `count` files of `size` bytes (HCS_PLATE: 5,000 x 64 KiB), one well per directory
+    (./plate/<row><col>/field_NNN.tif, 96 wells), with a transfer.xml like an omero-cli-transfer packet."""
+    count = HCS_PLATE[0] if count is None else count
+    size = HCS_PLATE[1] if size is None else size
+    rng = random.Random(13)
+    wells = ["{}{:02d}".format(r, c) for r in "ABCDEFGH" for c in range(1, 13)]
+    members = nbytes = 0
+    made = set()
+    with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tf:
+        tf.addfile(_dir_info("./"))
+        tf.addfile(_dir_info("./plate/"))
+        for i in range(count):
+            well = wells[i % len(wells)]
+            if well not in made:
+                tf.addfile(_dir_info("./plate/{}/".format(well)))
+                made.add(well)
+            name = "./plate/{}/field_{:03d}.tif".format(well, i // len(wells))
+            tf.addfile(_file_info(name, size), PoolReader(pool, rng.randrange(len(pool)), size))
+            members += 1
+            nbytes += size
+        nbytes += _add_transfer_xml(tf)
+        members += 1
+    return {"members": members, "bytes": nbytes}
+
+
 def live_archives(args: Any, work: str, pool: bytes) -> List[Tuple[str, str, Dict[str, Any]]]:
     """(name, local path, {members, bytes}) of the archives a live run measures (uncompressed tar only: the
-    native extraction the goals compare with is for tar, and so is our fast path)."""
+    native extraction the goals compare with is for tar, and so is our fast path). The HCS plate
+    (5,000 x 64 KiB) is measured in every mode unless --no-hcs."""
     if args.size_mb is None:
         plan = [("round6.tar", lambda p: write_round6(p, pool))]
     else:
         total = args.size_mb * MiB
         plan = [("many-small.tar", lambda p: write_many_small(p, total, pool)),
                 ("few-large.tar", lambda p: write_few_large(p, total, pool))]
+    if not getattr(args, "no_hcs", False):
+        plan.append(("hcs-5000x64k.tar", lambda p: write_hcs_plate(p, pool)))
     out = []
     for name, writer in plan:
         path = os.path.join(work, name)
@@ -577,9 +620,9 @@ def derive_timings(polls: List[Dict[str, Any]]) -> Dict[str, Any]:
 
 def run_ours(h: Any, archive: str, info: Dict[str, Any], sha256: str, omero_user: str, timeout: float,
              clock: Optional[Callable[[], float]] = None, sleep: Optional[Callable[[float], None]] = None,
-             interval: Optional[float] = None) -> Dict[str, Any]:
+             interval: Optional[float] = None, wall: Optional[Callable[[], float]] = None) -> Dict[str, Any]:
     """One drop through the installed policy, timed from the manifest's close to the final status."""
-    clock, sleep = clock or time.perf_counter, sleep or time.sleep
+    clock, sleep, wall = clock or time.perf_counter, sleep or time.sleep, wall or time.time
     interval = LIVE_POLL_S if interval is None else interval
     from omero_client.save import ARCHIVE_NAME
     from policy import vocabulary as V
@@ -593,6 +636,7 @@ def run_ours(h: Any, archive: str, info: Dict[str, Any], sha256: str, omero_user
                          packer_version="1.3.2", label="unpack bench")
     started = clock()
     t0 = upload_like_omero(h.svc, h.landing, drop_id, archive, manifest_to_json(doc), clock)
+    manifest_epoch = wall()  # the manifest's close on this machine's clock (the rule's stats use the server's)
     drop = h.landing + "/" + drop_id
     polls = poll_drop(lambda: h.admin_rule("omero_snapshots_status", drop_id), lambda: landing_record(h.admin, drop),
                       t0, timeout, clock, sleep, interval)
@@ -605,6 +649,7 @@ def run_ours(h: Any, archive: str, info: Dict[str, Any], sha256: str, omero_user
         run["path"] = (avus.get(UNPACK_PATH) or [None])[0]
         run["member_count_avu"] = (avus.get(V.MEMBER_COUNT) or [None])[0]
         run["member_bytes_avu"] = (avus.get(V.MEMBER_BYTES) or [None])[0]
+        run.update(rule_stats((avus.get(UNPACK_STATS) or [None])[0], manifest_epoch))
     # Not timed: let the run release its lock before the next drop (LiveHarness.wait does the same).
     lock = h.landing + "/.locks/" + drop_id
     deadline = clock() + LOCK_WAIT_S
@@ -613,14 +658,38 @@ def run_ours(h: Any, archive: str, info: Dict[str, Any], sha256: str, omero_user
     return run
 
 
+UNPACK_STATS = "omero.snapshot.unpack_stats"
+
+
+def rule_stats(text: Optional[str], manifest_epoch: Optional[float]) -> Dict[str, Any]:
+    """What the delayed rule measured itself (policy.unpack's unpack_stats AVU): its unpack time and phases, the
+    peak RSS of the agent that ran it, and (across two clocks: this machine's and the server's) the time from
+    the manifest's close to the start of the unpack."""
+    if not text:
+        return {}
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        return {"rule_stats_error": "unreadable unpack_stats AVU: {!r}".format(text[:200])}
+    peak_kb = doc.get("vmhwm_kb") or doc.get("ru_maxrss_kb")
+    out: Dict[str, Any] = {"rule_unpack_s": doc.get("seconds"), "rule_phases": doc.get("phases"),
+                           "rule_writers": doc.get("writers"), "agent_pid": doc.get("pid"),
+                           "agent_peak_rss_mb": round(peak_kb / 1024, 1) if peak_kb else None,
+                           "agent_rss_at_end_mb": round(doc["vmrss_kb"] / 1024, 1) if doc.get("vmrss_kb") else None}
+    if manifest_epoch is not None and doc.get("started") is not None:
+        out["manifest_to_unpack_start_s"] = round(float(doc["started"]) - manifest_epoch, 3)
+    return out
+
+
 # ---------------------------------------------------------------------- the baseline: plain msiTarFileExtract
 def native_extract_call(tar: str, coll: str, resc: str) -> Tuple[str, Dict[str, str], str]:
-    """Body, input parameters and output label of the rule that runs msiTarFileExtract (values as rule-language
-    string literals, refused rather than escaped when they could end the literal: policy.irods_rules_client)."""
+    """Body, input parameters and output label of the rule that runs msiTarFileExtract: the three values as
+    string literals IN the rule text (refused rather than escaped when they could end the literal or be
+    interpolated: policy.irods_rules_client.rule_literal), only the output as a parameter."""
     from policy.irods_rules_client import rule_literal
 
-    params = {"*tar": rule_literal(tar), "*coll": rule_literal(coll), "*resc": rule_literal(resc), "*out": '""'}
-    return NATIVE_EXTRACT_BODY, params, "*out"
+    body = NATIVE_EXTRACT_BODY.format(tar=rule_literal(tar), coll=rule_literal(coll), resc=rule_literal(resc))
+    return body, {"*out": ""}, "*out"
 
 
 def run_native_extract(session: Any, tar: str, coll: str, resc: str, rule_class: Any = None) -> int:
@@ -644,7 +713,8 @@ def run_native_extract(session: Any, tar: str, coll: str, resc: str, rule_class:
     except ValueError:
         raise LiveError("msiTarFileExtract returned no status ({!r}): the rule failed".format(text)) from None
     if status < 0:
-        raise LiveError("msiTarFileExtract failed with status {}".format(status))
+        raise LiveError("msiTarFileExtract failed with status {}{}".format(
+            status, " ({})".format(NATIVE_EXTRACT_ERRORS[status]) if status in NATIVE_EXTRACT_ERRORS else ""))
     return status
 
 
@@ -707,7 +777,7 @@ def _median(values: List[float]) -> Optional[float]:
 
 def summarise(name: str, info: Dict[str, Any], archive_bytes: int, ours: List[Dict[str, Any]],
               native: List[Dict[str, Any]]) -> Dict[str, Any]:
-    """One table row: medians over the runs that worked, the ratio and the goal of issue 3 for our path.
+    """One table row: medians over the runs that worked, the ratio and the goal of issue 13 for our path.
 
     ratio = ours (excl. queue wait) / (msiTarFileExtract + listing + checksums): the same result (objects with
     checksums); ratio_extract_only = ours / msiTarFileExtract alone, the stricter reading of the goal.
@@ -724,16 +794,28 @@ def summarise(name: str, info: Dict[str, Any], archive_bytes: int, ours: List[Di
         "queue_wait_avu_s": _median([r["queue_wait_avu_s"] for r in good if r.get("queue_wait_avu_s") is not None]),
         "native_extract_s": _median([r["extract_s"] for r in base]),
         "native_s": _median([r["total_s"] for r in base]),
-        "native_objects": sorted({r["objects"] for r in base}), "ours_runs": ours, "native_runs": native}
+        "native_objects": sorted({r["objects"] for r in base}), "ours_runs": ours, "native_runs": native,
+        "rule_unpack_s": _median([r["rule_unpack_s"] for r in good if r.get("rule_unpack_s") is not None]),
+        "manifest_to_unpack_start_s": _median([r["manifest_to_unpack_start_s"] for r in good
+                                               if r.get("manifest_to_unpack_start_s") is not None]),
+        "agent_peak_rss_mb": max([r["agent_peak_rss_mb"] for r in good if r.get("agent_peak_rss_mb")], default=None),
+        "rule_phases": _median_phases([r.get("rule_phases") or {} for r in good])}
     ours_s, native_s, extract_s = row["ours_excl_s"], row["native_s"], row["native_extract_s"]
     row["ratio"] = round(ours_s / native_s, 3) if ours_s is not None and native_s else None
     row["ratio_extract_only"] = round(ours_s / extract_s, 3) if ours_s is not None and extract_s else None
+    rule_s = row["rule_unpack_s"]
+    row["ratio_rule_unpack"] = round(rule_s / native_s, 3) if rule_s is not None and native_s else None
     goal = GOALS.get(row["path"] or "")
     row["goal"] = goal
     row["goal_met"] = None if goal is None or row["ratio"] is None else row["ratio"] <= goal
     row["goal_met_extract_only"] = (None if goal is None or row["ratio_extract_only"] is None
                                     else row["ratio_extract_only"] <= goal)
     return row
+
+
+def _median_phases(runs: List[Dict[str, float]]) -> Dict[str, Optional[float]]:
+    names = sorted({k for r in runs for k in r})
+    return {k: _median([r[k] for r in runs if k in r]) for k in names}
 
 
 def _num(value: Optional[float]) -> str:
@@ -751,9 +833,10 @@ def _goal_text(row: Dict[str, Any]) -> str:
 
 
 def format_live_table(rows: List[Dict[str, Any]]) -> str:
-    head = ("| archive | members | bytes | our path | ours s (incl. / excl. queue wait) | queue wait s | "
-            "msiTarFileExtract s | +checksums s | ratio ours/native | goal |")
-    lines = [head, "|" + "---|" * 10]
+    head = ("| archive | members | bytes | our path | ours s (incl. / excl. queue wait) | manifest -> processing s | "
+            "unpack s (rule's own) | agent peak RSS MB | msiTarFileExtract s | +checksums s | ratio ours/native | "
+            "goal |")
+    lines = [head, "|" + "---|" * 12]
     for r in rows:
         path = r["path"] or "-"
         if r["status"] != "complete":
@@ -764,9 +847,13 @@ def format_live_table(rows: List[Dict[str, Any]]) -> str:
         ratio = "-" if r["ratio"] is None else "{:.2f}".format(r["ratio"])
         if r["ratio_extract_only"] is not None:
             ratio += " ({:.2f} vs extract alone)".format(r["ratio_extract_only"])
-        lines.append("| {} | {} | {} | {} | {} / {} | {} | {} | {} | {} | {} |".format(
-            r["archive"], r["members"], r["bytes"], path, _num(r["ours_s"]), _num(r["ours_excl_s"]), wait,
-            _num(r["native_extract_s"]), _num(r["native_s"]), ratio, _goal_text(r)))
+        rule = _num(r.get("rule_unpack_s"))
+        if r.get("ratio_rule_unpack") is not None:
+            rule += " ({:.2f}x)".format(r["ratio_rule_unpack"])
+        lines.append("| {} | {} | {} | {} | {} / {} | {} | {} | {} | {} | {} | {} | {} |".format(
+            r["archive"], r["members"], r["bytes"], path, _num(r["ours_s"]), _num(r["ours_excl_s"]), wait, rule,
+            _num(r.get("agent_peak_rss_mb")), _num(r["native_extract_s"]), _num(r["native_s"]), ratio,
+            _goal_text(r)))
     return "\n".join(lines)
 
 
@@ -779,10 +866,16 @@ LIVE_NOTES = """\
   delay server's sleep interval, 30 s on the docker/ stack). excl.: minus the queue wait, the middle of the
   interval between the last poll that showed the drop queued and the first that showed it processing
   (+-0.25 s); "AVUs": the same wait from the landing record's omero.snapshot.updated (whole seconds).
+- manifest -> processing s: the queue wait above, apart (the delay server's pickup, not the policy's work).
+- unpack s (rule's own): the unpack step as the delayed rule timed it itself (omero.snapshot.unpack_stats AVU:
+  scan, extraction or streaming, verification, transfer.xml; phases in the JSON), and in parentheses its ratio
+  to +checksums; agent peak RSS MB: that AVU's peak resident size (VmHWM, else ru_maxrss) of the agent process
+  that ran the delayed rule (its whole life, so an upper bound for the unpack), the largest over the runs.
 - msiTarFileExtract s: the plain native extraction of the same archive, as the service account, through the
-  native rule language; +checksums s: that plus listing and checksumming every extracted object.
-- ratio ours/native = ours excl. / +checksums (the same result: objects with checksums); the goal of issue 3
-  (fast <= 1.5x, streaming <= 6x) is judged on it, and against msiTarFileExtract alone in parentheses."""
+  native rule language (paths as literals in the rule text); +checksums s: that plus listing and
+  checksumming every extracted object one after another (what ichksum -r does).
+- ratio ours/native = ours excl. / +checksums (the same result: objects with checksums); the goal of issue 13
+  (fast <= 1.5x, streaming <= 3x) is judged on it, and against msiTarFileExtract alone in parentheses."""
 
 
 # ---------------------------------------------------------------------- driver

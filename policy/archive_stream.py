@@ -54,6 +54,7 @@ from policy.member_safety import (
 )
 
 ARCHIVE_LEVEL = "<archive>"  # Refusal.member when no single member is to blame
+BACKGROUND_HASH_MIN_BLOCK = 64 << 10  # below this a helper thread's hand-off costs more than it saves
 
 _AE_IFMT = 0o170000
 _AE_IFREG = 0o100000
@@ -73,6 +74,20 @@ class MemberSink(Protocol):
         ...
 
     def make_collection(self, relpath: str) -> None: ...
+
+
+class ParallelMemberSink(MemberSink, Protocol):
+    """A sink whose members may be written from other threads.
+
+    prepare_member runs on the reading thread, in archive order, right where
+    the one-writer pass opens the member (collections, lock heartbeat);
+    open_prepared runs on a writer thread and must be safe to call from
+    several threads at once (one connection per open object).
+    """
+
+    def prepare_member(self, relpath: str, size: int) -> None: ...
+
+    def open_prepared(self, relpath: str, size: int) -> BinaryIO: ...
 
 
 @dataclass
@@ -115,11 +130,21 @@ class HashingReader:
     order (and hashing the wrong thing).
     """
 
-    def __init__(self, src: BinaryIO) -> None:
+    def __init__(self, src: BinaryIO, background: bool = False) -> None:
         self._src = src
         self._sha = hashlib.sha256()
         self.bytes_read = 0
         self.error: Optional[BaseException] = None
+        # background: the archive's own hash runs on a helper thread (hashlib releases the GIL), overlapping
+        # libarchive's parsing and the member hashes of the reading thread. A block is hashed while
+        # libarchive reads it (both only read it); the next readinto waits for that hash before the caller's
+        # buffer is filled again, so every byte is hashed once, in order.
+        self._hasher: Any = None
+        self._pending: Any = None
+        if background:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="archive-sha256")
 
     def readable(self) -> bool:
         return True
@@ -127,7 +152,13 @@ class HashingReader:
     def seekable(self) -> bool:
         return False
 
+    def _settle(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
     def readinto(self, buf: Any) -> int:
+        self._settle()
         view = memoryview(buf).cast("B")
         readinto = getattr(self._src, "readinto", None)
         if readinto is not None:
@@ -137,15 +168,26 @@ class HashingReader:
             n = len(data)
             view[:n] = data
         if n:
-            self._sha.update(view[:n])
+            if self._hasher is not None:
+                self._pending = self._hasher.submit(self._sha.update, view[:n])
+            else:
+                self._sha.update(view[:n])
             self.bytes_read += n
         return n
 
     def read(self, size: int = -1) -> bytes:
+        self._settle()
         data = self._src.read(size)
         self._sha.update(data)
         self.bytes_read += len(data)
         return data
+
+    def close(self) -> None:
+        """Finish the pending hash and stop the helper thread (idempotent)."""
+        self._settle()
+        if self._hasher is not None:
+            self._hasher.shutdown(wait=True)
+            self._hasher = None
 
     def drain(self, chunk: int = 1 << 20) -> int:
         """Read (and hash) whatever libarchive left after the end of the archive."""
@@ -158,6 +200,7 @@ class HashingReader:
             total += n
 
     def hexdigest(self) -> str:
+        self._settle()
         return self._sha.hexdigest()
 
 
@@ -178,15 +221,24 @@ def stream_unpack(
     limits: Optional[SafetyLimits] = None,
     write_chunk: int = 4 << 20,
     block_size: int = 1 << 20,
+    writers: int = 1,
+    max_buffered: Optional[int] = None,
 ) -> UnpackReport:
     """Check, hash and write every member in the same single pass.
 
     Each member is checked before any of its bytes are written; on a refusal
     the pass stops at once and the caller rolls back what was written.
+
+    writers > 1 (and a sink with prepare_member/open_prepared, see
+    ParallelMemberSink): members are written by that many writer threads
+    (policy.parallel_write), the reading and every decision staying on this
+    thread and in this order; at most max_buffered bytes (default 2 x writers
+    x write_chunk) wait for a writer. The pass returns only after every
+    writer stopped.
     """
-    if write_chunk <= 0 or block_size <= 0:
-        raise ValueError("write_chunk and block_size must be positive")
-    return _run(src, sink, limits or SafetyLimits(), write_chunk, block_size)
+    if write_chunk <= 0 or block_size <= 0 or writers <= 0:
+        raise ValueError("write_chunk, block_size and writers must be positive")
+    return _run(src, sink, limits or SafetyLimits(), write_chunk, block_size, writers, max_buffered)
 
 
 # ---------------------------------------------------------------------------
@@ -359,9 +411,11 @@ class _Pass:
         limits: SafetyLimits,
         buf_size: int,
         block_size: int,
+        pool: Any = None,
     ) -> None:
-        self.reader = HashingReader(src)
+        self.reader = HashingReader(src, background=block_size >= BACKGROUND_HASH_MIN_BLOCK)
         self.sink = sink
+        self.pool = pool  # a policy.parallel_write.WriterPool, or None: this thread writes
         self.scanner = SafetyScanner(limits)
         self.block_size = block_size
         self.report = UnpackReport()
@@ -436,6 +490,8 @@ class _Pass:
         self.current = ARCHIVE_LEVEL
 
     def copy_member(self, ffi: Any, archive_p: Any, info: MemberInfo) -> bool:
+        if self.pool is not None:
+            return self.copy_member_parallel(ffi, archive_p, info)
         relpath = normalise_member_path(info.path)
         out: Optional[BinaryIO] = None
         if self.sink is not None:
@@ -488,6 +544,76 @@ class _Pass:
         return True
 
 
+    def copy_member_parallel(self, ffi: Any, archive_p: Any, info: MemberInfo) -> bool:
+        """copy_member with the writes handed to the pool: the same reads, checks and order.
+
+        A member is prepared (collections, heartbeat) where the one-writer
+        pass opens it; a full chunk goes to its writer where that pass writes
+        it; a member smaller than a chunk goes out only after all its bytes
+        were read and its size checked.
+        """
+        from policy.parallel_write import MemberJob
+
+        pool = self.pool
+        relpath = normalise_member_path(info.path)
+        assert self.sink is not None
+        self.sink.prepare_member(relpath, info.size)  # type: ignore[attr-defined]
+        job = MemberJob(relpath, info.size)
+        known = info.size if 0 <= info.size < pool.chunk_size else None
+        sha = hashlib.sha256()
+        got = 0
+        chunk = pool.take(known)
+        fill = 0
+        ok = False
+        self.report.partial = relpath
+        try:
+            while True:
+                cap = chunk.capacity
+                want = min(cap - fill, self.block_size)
+                n = ffi.read_data(archive_p, ctypes.c_void_p(chunk.addr + fill), want)
+                if n < 0:
+                    self.refuse(_data_warning(ffi, archive_p, info))
+                    return False
+                if n == 0:
+                    break
+                sha.update(memoryview(chunk.buf)[fill : fill + n])
+                got += n
+                fill += n
+                refusal = self.scanner.note_bytes(n) or self.scanner.check_ratio(self.reader.bytes_read)
+                if refusal is not None:
+                    self.refuse(refusal)
+                    return False
+                if fill == cap:
+                    handed, chunk = chunk, None
+                    pool.feed(job, handed, fill)
+                    fill = 0
+                    chunk = pool.take(None)
+            if info.size >= 0 and got != info.size:
+                self.refuse(
+                    Refusal(
+                        member=info.path,
+                        rule=SIZE_MISMATCH,
+                        detail=f"member {info.path!r} declares {info.size} bytes but holds {got}; "
+                        "the archive is corrupt: export it again",
+                    )
+                )
+                return False
+            if fill:
+                handed, chunk = chunk, None
+                pool.feed(job, handed, fill)
+            pool.finish(job)  # an empty member: its writer creates it and closes it
+            ok = True
+        finally:
+            if chunk is not None:
+                pool.give_back(chunk)
+            if not ok:
+                pool.abort(job)
+        self.report.partial = None
+        self.report.members.append(MemberResult(path=relpath, size=got, sha256=sha.hexdigest()))
+        self.report.total_bytes += got
+        return True
+
+
 def _data_warning(ffi: Any, archive_p: Any, info: MemberInfo) -> Refusal:
     """libarchive's warnings while reading data: wrong size, bad CRC, ... (zip mostly)."""
     raw_msg = ffi.error_string(archive_p) or b"unknown error"
@@ -520,10 +646,19 @@ def _run(
     limits: SafetyLimits,
     buf_size: int,
     block_size: int,
+    writers: int = 1,
+    max_buffered: Optional[int] = None,
 ) -> UnpackReport:
     from libarchive.exception import ArchiveError
 
-    state = _Pass(src, sink, limits, buf_size, block_size)
+    pool = None
+    open_prepared = getattr(sink, "open_prepared", None)
+    if writers > 1 and open_prepared is not None and getattr(sink, "prepare_member", None) is not None:
+        from policy.parallel_write import WriterPool
+
+        pool = WriterPool(open_prepared, writers, buf_size, max_buffered)
+        buf_size = 1  # this thread's own buffer is not used for member bytes
+    state = _Pass(src, sink, limits, buf_size, block_size, pool)
     try:
         with _utf8_thread_locale():
             try:
@@ -533,13 +668,33 @@ def _run(
                 if state.reader.error is not None:
                     raise state.reader.error from exc
                 state.refuse(_archive_refusal(exc, state.current, state.in_data))
+    except BaseException:
+        if pool is not None:
+            try:
+                pool.close()  # every writer stops before anyone rolls back
+            except BaseException:  # noqa: BLE001 - the error in hand is the one to report
+                pass
+        state.reader.close()
+        raise
     finally:
         state.release()
-    if state.reader.error is not None:
-        raise state.reader.error
-    report = state.report
-    if report.refusal is None:
-        state.reader.drain(block_size)
-        report.archive_sha256 = state.reader.hexdigest()
+    try:
+        if pool is not None:
+            try:
+                pool.close()
+            except BaseException:
+                left = pool.failed_member or next(iter(pool.still_open()), None)
+                state.report.partial = state.report.partial or left
+                raise
+            if state.report.partial is None and pool.still_open():
+                state.report.partial = pool.still_open()[0]
+        if state.reader.error is not None:
+            raise state.reader.error
+        report = state.report
+        if report.refusal is None:
+            state.reader.drain(block_size)
+            report.archive_sha256 = state.reader.hexdigest()
+    finally:
+        state.reader.close()
     report.archive_bytes = state.reader.bytes_read
     return report

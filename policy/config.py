@@ -58,6 +58,7 @@ class UnpackSettings:
     case_insensitive_duplicates: bool = False
     fast_path: str = "auto"  # "auto" or "never"
     resource: str = ""  # "" = the server's default resource
+    parallel_writers: int = 4  # connections the streaming unpack writes (and checksums) over at once
 
 
 @dataclass(frozen=True)
@@ -133,6 +134,7 @@ def default_config_dict(zone: str = "tempZone", service_account: str = "omero-sv
             "case_insensitive_duplicates": unpack.case_insensitive_duplicates,
             "fast_path": unpack.fast_path,
             "resource": unpack.resource,
+            "parallel_writers": unpack.parallel_writers,
         },
         "retry": {
             "backoff_seconds": list(retry.backoff_seconds),
@@ -286,6 +288,7 @@ def parse_config(data: Any, source_dir: Optional[str]) -> PolicyConfig:
         ),
         fast_path=str(unp.get("fast_path", d_unpack.fast_path)),
         resource=str(unp.get("resource", d_unpack.resource)),
+        parallel_writers=int(unp.get("parallel_writers", d_unpack.parallel_writers)),
     )
 
     d_retry = RetrySettings()

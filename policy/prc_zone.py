@@ -299,6 +299,37 @@ class PrcZone:
         return self._call("open " + path, self.session.data_objects.open, path, "w")
 
 
+    # ------------------------------------------------------------------ batched listing, concurrent data plane
+    def concurrent_plane(self) -> "PrcZone":
+        """This zone may be used from several threads at once: python-irodsclient hands each open object
+        and each call its own pooled connection (irods/pool.py; PRC's own parallel transfers open one
+        session's objects from several threads). In a delayed rule, several connections of one in-rule
+        session at once are not yet observed (probe: bench/probes/probe_unpack.py)."""
+        return self
+
+    def objects_under(self, top: str) -> Dict[str, Tuple[int, str]]:
+        """path -> (size, catalog checksum or '' until computed) of every data object at or below `top`."""
+        from irods.column import Like
+        from irods.models import Collection, DataObject
+
+        prefix = top.rstrip("/") + "/"
+
+        def read() -> Dict[str, Tuple[int, str]]:
+            out: Dict[str, Tuple[int, str]] = {}
+            for cond in (Collection.name == top, Like(Collection.name, prefix + "%")):
+                q = self.session.query(Collection.name, DataObject.name, DataObject.size,
+                                       DataObject.checksum).filter(cond)
+                for r in q:
+                    c = r[Collection.name]
+                    if c != top and not c.startswith(prefix):
+                        continue
+                    path = c.rstrip("/") + "/" + r[DataObject.name]
+                    chk = r[DataObject.checksum] or ""
+                    if path not in out or (chk and not out[path][1]):
+                        out[path] = (int(r[DataObject.size] or 0), chk)
+            return out
+        return self._call("list " + top, read)
+
 def in_server_session_zone(client_user: str, zone_name: Optional[str] = None) -> PrcZone:
     """The data plane inside a rule: the server's own environment, proxying as the rule's client user."""
     zone = PrcZone.from_environment(os.path.expanduser(SERVER_ENV_FILE), client_user=client_user)

@@ -28,7 +28,7 @@ from typing import Any, BinaryIO, Dict, List, Optional, Set, Tuple
 
 from policy import vocabulary as V
 from policy.config import PolicyConfig
-from policy.errors import IrodsError, NotFound
+from policy.errors import InvalidInput, IrodsError, NotFound
 from policy.ingest import hex_of_irods_sha2, set_status
 from policy.manifest import Manifest
 from policy.zone import Avu, MetaOp, Zone
@@ -59,16 +59,46 @@ def safety_limits(config: PolicyConfig, content: str = "") -> Any:
                         case_insensitive_duplicates=config.unpack.case_insensitive_duplicates)
 
 
-class ZoneSink:
-    """Writes members as new data objects under content/, creating each collection once."""
+DEFAULT_WRITERS = 4  # unpack.parallel_writers when the configuration has no such field
+STATS = V.NS + "unpack_stats"  # JSON: the unpack's own timings, peak RSS and writer count (bench/unpack.py --live)
 
-    def __init__(self, zone: Zone, content: str, guard: Any = None) -> None:
+
+def concurrent_plane(zone: Zone) -> Any:
+    """The zone's data plane when it may be used from several threads at once (one connection per open
+    object: python-irodsclient's pool), else None (the simulated zone, PREP buffers)."""
+    probe = getattr(zone, "concurrent_plane", None)
+    return probe() if probe is not None else None
+
+
+def writer_count(zone: Zone, config: PolicyConfig) -> Tuple[int, Any]:
+    """(writers, plane): how many members may be written (and checksums verified) at once, and over what."""
+    plane = concurrent_plane(zone)
+    wanted = int(getattr(config.unpack, "parallel_writers", DEFAULT_WRITERS) or 1)
+    if plane is None or wanted <= 1:
+        return 1, None
+    return wanted, plane
+
+
+class ZoneSink:
+    """Writes members as new data objects under content/, creating each collection once.
+
+    With a concurrent plane, members are opened on writer threads (open_prepared) after the reading
+    thread prepared them (prepare_member: heartbeat and collections, in archive order); each writer
+    also has iRODS compute the new object's checksum right after closing it, so verification later
+    reads them all in one query instead of waiting for one checksum after another.
+    """
+
+    def __init__(self, zone: Zone, content: str, guard: Any = None, plane: Any = None) -> None:
         self.zone = zone
         self.content = content
         self.guard = guard
+        self.plane = plane
         self.made: Set[str] = set()
         zone.create_collection(content, recursive=False)
         self.made.add(content)
+        if plane is None:  # the one-writer pass: no thread-side methods, stream_unpack writes itself
+            self.prepare_member = None  # type: ignore[assignment]
+            self.open_prepared = None  # type: ignore[assignment]
 
     def make_collection(self, relpath: str) -> None:
         path = self.content + "/" + relpath
@@ -88,6 +118,32 @@ class ZoneSink:
             self.make_collection(parent)
         return self.zone.open_new(self.content + "/" + relpath)
 
+    def prepare_member(self, relpath: str, size: int) -> None:
+        if self.guard is not None:
+            self.guard.beat()
+        parent = relpath.rsplit("/", 1)[0] if "/" in relpath else ""
+        if parent:
+            self.make_collection(parent)
+
+    def open_prepared(self, relpath: str, size: int) -> Any:
+        return _ChecksumOnClose(self.plane, self.content + "/" + relpath)
+
+
+class _ChecksumOnClose:
+    """A new object's writer that asks iRODS for its checksum once it is closed (same writer thread)."""
+
+    def __init__(self, plane: Any, path: str) -> None:
+        self._plane = plane
+        self._path = path
+        self._out = plane.open_new(path)
+
+    def write(self, data: Any) -> Any:
+        return self._out.write(data)
+
+    def close(self) -> None:
+        self._out.close()
+        self._plane.checksum(self._path)
+
 
 def remove_tree(zone: Zone, top: str) -> int:
     """Remove a collection the service account filled itself (a partial or refused unpack). Depth first."""
@@ -105,16 +161,29 @@ def remove_tree(zone: Zone, top: str) -> int:
     return removed
 
 
-def _walk_objects(zone: Zone, top: str) -> Dict[str, int]:
-    """relpath -> size of every data object under top."""
-    out: Dict[str, int] = {}
+def _walk_objects(zone: Zone, top: str) -> Dict[str, Tuple[int, str]]:
+    """relpath -> (size, iRODS checksum or '') of every data object under top.
+
+    One catalog query for all of them when the zone offers it (objects_under), else one listing per
+    collection.
+    """
+    batched = getattr(zone, "objects_under", None)
+    if batched is not None:
+        try:
+            found = batched(top)
+        except InvalidInput:  # a name the query cannot carry (a quote): list collection by collection
+            found = None
+        if found is not None:
+            cut = len(top) + 1
+            return {p[cut:]: v for p, v in found.items()}
+    out: Dict[str, Tuple[int, str]] = {}
     todo = [top]
     while todo:
         here = todo.pop()
         listing = zone.list_collection(here)
         todo.extend(listing.collections)
         for obj in listing.data_objects:
-            out[obj.path[len(top) + 1:]] = obj.size
+            out[obj.path[len(top) + 1:]] = (obj.size, obj.checksum or "")
     return out
 
 
@@ -122,29 +191,49 @@ def _nfc(path: str) -> str:
     return unicodedata.normalize("NFC", path)
 
 
-def _verify(zone: Zone, content: str, members: List[Any], total_bytes: int, guard: Any = None) -> None:
-    """The objects under content/ are exactly the archive's members, byte for byte (iRODS' own checksums)."""
-    sizes = _walk_objects(zone, content)
-    actual = {_nfc(k): k for k in sizes}  # NFC key -> the name iRODS holds
-    present = {key: sizes[name] for key, name in actual.items()}
+def _verify(zone: Zone, content: str, members: List[Any], total_bytes: int, guard: Any = None,
+            plane: Any = None, workers: int = 1) -> None:
+    """The objects under content/ are exactly the archive's members, byte for byte (iRODS' own checksums).
+
+    Checksums the catalog already holds (computed by the writers right after each close) are read with
+    the listing; the others are computed now, over `workers` connections of `plane` when there is one.
+    Every member's checksum is compared, in member order, whoever computed it.
+    """
+    from policy.parallel_write import bounded_map
+
+    listed = _walk_objects(zone, content)  # name iRODS holds -> (size, checksum or '')
+    actual = {_nfc(k): k for k in listed}  # NFC key -> the name iRODS holds
     expected = {_nfc(m.path): m for m in members}
-    if set(present) != set(expected):
-        missing = sorted(set(expected) - set(present))[:3]
-        extra = sorted(set(present) - set(expected))[:3]
+    if actual.keys() != expected.keys():
+        missing = sorted(set(expected) - set(actual))[:3]
+        extra = sorted(set(actual) - set(expected))[:3]
         raise UnpackFailed("content does not match the archive's member list (missing {}, unexpected {})"
                            .format(missing or "none", extra or "none"))
-    if sum(present.values()) != total_bytes:
-        raise UnpackFailed("content holds {} bytes, the archive's members {}".format(sum(present.values()),
-                                                                                     total_bytes))
-    for rel, m in sorted(expected.items()):
+    held = sum(v[0] for v in listed.values())
+    if held != total_bytes:
+        raise UnpackFailed("content holds {} bytes, the archive's members {}".format(held, total_bytes))
+    order = sorted(expected)
+    for rel in order:
+        size = listed[actual[rel]][0]
+        if size != expected[rel].size:
+            raise UnpackFailed("member {!r}: {} bytes in iRODS, {} in the archive".format(rel, size,
+                                                                                     expected[rel].size))
+
+    def one(rel: str) -> str:
+        return str((plane if plane is not None else zone).checksum(content + "/" + actual[rel]))
+
+    step = max(64, 16 * max(1, workers))
+    for i in range(0, len(order), step):  # batch by batch: the lock's heartbeat between them, on this thread
         if guard is not None:
             guard.beat()
-        if present[rel] != m.size:
-            raise UnpackFailed("member {!r}: {} bytes in iRODS, {} in the archive".format(rel, present[rel], m.size))
-        got = hex_of_irods_sha2(zone.checksum(content + "/" + actual[rel]))
-        if got != m.sha256:
-            raise UnpackFailed("member {!r}: iRODS checksum {} differs from the archive's sha256 {}; the archive "
-                               "changed during unpacking".format(rel, got, m.sha256))
+        batch = order[i:i + step]
+        todo = [rel for rel in batch if not listed[actual[rel]][1]]
+        computed = dict(zip(todo, bounded_map(one, todo, workers if plane is not None else 1)))
+        for rel in batch:
+            got = hex_of_irods_sha2(computed.get(rel) or listed[actual[rel]][1])
+            if got != expected[rel].sha256:
+                raise UnpackFailed("member {!r}: iRODS checksum {} differs from the archive's sha256 {}; the "
+                                   "archive changed during unpacking".format(rel, got, expected[rel].sha256))
 
 
 def _metadata_from_transfer_xml(zone: Zone, content: str) -> Tuple[List[Avu], Optional[str]]:
@@ -173,26 +262,80 @@ def _can_fast_path(zone: Zone, config: PolicyConfig, manifest: Manifest, archive
 
 def _stream(zone: Zone, config: PolicyConfig, archive: str, content: str, guard: Any = None) -> Any:
     from policy.archive_stream import stream_unpack
-    from policy.errors import InvalidInput
 
-    sink = ZoneSink(zone, content, guard)
+    workers, plane = writer_count(zone, config)
+    sink = ZoneSink(zone, content, guard, plane)
     try:
         with zone.open_read(archive) as src:
-            return stream_unpack(src, sink, safety_limits(config, content))
+            return stream_unpack(src, sink, safety_limits(config, content), writers=workers)
     except InvalidInput as e:
         # iRODS refused a name our rules let through: an input problem, not a transient one
         raise UnpackFailed("iRODS refused a member's name or path ({})".format(e)) from None
 
 
-def _fast(zone: Zone, config: PolicyConfig, archive: str, content: str, resource: str) -> Any:
+def _fast(zone: Zone, config: PolicyConfig, archive: str, content: str, resource: str,
+          clock: Optional["_Phases"] = None) -> Any:
     from policy.archive_stream import scan_archive
 
     with zone.open_read(archive) as src:
         report = scan_archive(src, safety_limits(config, content))
+    if clock is not None:
+        clock.mark("scan")
     if report.refusal is not None:
         return report
     zone.native_extract(archive, content, resource)  # type: ignore[attr-defined]
+    if clock is not None:
+        clock.mark("native_extract")
     return report
+
+
+class _Phases:
+    """Wall time of each unpack phase and the process's peak RSS, for the unpack_stats AVU: on a real
+    server this is the only view of where the delayed rule's time and memory go (bench/unpack.py --live)."""
+
+    def __init__(self) -> None:
+        import time
+
+        self._time = time
+        self.started = time.time()
+        self._t0 = self._last = time.perf_counter()
+        self.phases: Dict[str, float] = {}
+
+    def mark(self, name: str) -> None:
+        now = self._time.perf_counter()
+        self.phases[name] = round(self.phases.get(name, 0.0) + now - self._last, 3)
+        self._last = now
+
+    def summary(self, path: str, workers: int, members: int) -> str:
+        import json
+
+        doc: Dict[str, Any] = {"seconds": round(self._time.perf_counter() - self._t0, 3),
+                               "started": round(self.started, 3), "path": path, "writers": workers,
+                               "members": members, "phases": self.phases}
+        doc.update(peak_rss())
+        return json.dumps(doc, sort_keys=True, separators=(",", ":"))
+
+
+def peak_rss() -> Dict[str, Any]:
+    """This process's peak and current RSS in KiB (the agent running the delayed rule, on a server)."""
+    out: Dict[str, Any] = {"pid": 0}
+    try:
+        import os
+        import resource
+
+        out["pid"] = os.getpid()
+        out["ru_maxrss_kb"] = int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)  # KiB on Linux
+    except (ImportError, OSError, ValueError):
+        pass
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as f:
+            for line in f:
+                key, _, rest = line.partition(":")
+                if key in ("VmHWM", "VmRSS"):
+                    out[key.lower() + "_kb"] = int(rest.split()[0])
+    except (OSError, ValueError, IndexError):
+        pass
+    return out
 
 
 def unpack_step(zone: Zone, config: PolicyConfig, manifest: Manifest, snapshot: str,
@@ -205,6 +348,7 @@ def unpack_step(zone: Zone, config: PolicyConfig, manifest: Manifest, snapshot: 
     from policy.drop_lock import NoLock
 
     guard = guard if guard is not None else NoLock()
+    clock = _Phases()
     archive = snapshot + "/" + manifest.archive.name
     content = snapshot + "/" + CONTENT
     guard.check()
@@ -214,12 +358,14 @@ def unpack_step(zone: Zone, config: PolicyConfig, manifest: Manifest, snapshot: 
         log.info("removed %d objects of an earlier, interrupted unpack under %s", leftover, content)
     resource = _can_fast_path(zone, config, manifest, archive)
     path_used = "fast" if resource else "streaming"
+    workers, plane = writer_count(zone, config)
     note: Optional[str] = None
+    clock.mark("prepare")
     try:
         report = None
         if resource:
             try:
-                report = _fast(zone, config, archive, content, resource)
+                report = _fast(zone, config, archive, content, resource, clock)
                 guard.beat()
             except IrodsError as e:
                 remove_tree(zone, content)
@@ -228,13 +374,15 @@ def unpack_step(zone: Zone, config: PolicyConfig, manifest: Manifest, snapshot: 
                 path_used = "streaming"
         if report is None:
             report = _stream(zone, config, archive, content, guard)
+            clock.mark("stream")
         if report.refusal is not None:
             raise UnpackFailed("archive refused: " + report.refusal.reason())
         if report.archive_sha256 != manifest.archive.sha256:
             raise UnpackFailed("the archive read during unpacking has sha256 {}, the manifest says {}".format(
                 report.archive_sha256, manifest.archive.sha256))
         guard.beat()
-        _verify(zone, content, list(report.members), report.total_bytes, guard)
+        _verify(zone, content, list(report.members), report.total_bytes, guard, plane, workers)
+        clock.mark("verify")
     except UnpackFailed as e:
         guard.check()
         remove_tree(zone, content)
@@ -244,12 +392,14 @@ def unpack_step(zone: Zone, config: PolicyConfig, manifest: Manifest, snapshot: 
         return V.FAILED, reason
     guard.check()
     extra, xml_problem = _metadata_from_transfer_xml(zone, content)
+    clock.mark("transfer_xml")
+    stats = clock.summary(path_used, workers, len(report.members))
     avus = [Avu(V.MEMBER_COUNT, str(len(report.members))), Avu(V.MEMBER_BYTES, str(report.total_bytes)),
-            Avu(V.CONTENT, content), Avu(V.NS + "unpack_path", path_used)] + extra
+            Avu(V.CONTENT, content), Avu(V.NS + "unpack_path", path_used), Avu(STATS, stats)] + extra
     current = zone.metadata(snapshot)
     ops = V.add_missing_ops(current, avus)
     ops += [MetaOp("remove", a.attribute, a.value, a.units) for a in current
-            if a.attribute in (V.MEMBER_COUNT, V.MEMBER_BYTES, V.CONTENT, V.NS + "unpack_path")
+            if a.attribute in (V.MEMBER_COUNT, V.MEMBER_BYTES, V.CONTENT, V.NS + "unpack_path", STATS)
             and a.value not in {x.value for x in avus if x.attribute == a.attribute}]
     zone.apply_metadata(snapshot, ops)  # one atomic call for all of them
     notes = [n for n in (note, xml_problem) if n]

@@ -611,6 +611,14 @@ class SimCatalog:
             out.append((c.rstrip("/") + "/" + n, DATA_OBJECT))
         return sorted(out)
 
+    def objects_under(self, top: str) -> Dict[str, Tuple[int, str]]:
+        """path -> (size, checksum or '') of every data object at or below top, in one query."""
+        self._op("objects_under", top)
+        prefix = top.rstrip("/") + "/"
+        return {c.rstrip("/") + "/" + n: (s, k or "") for c, n, s, k in self.db.execute(
+            "SELECT coll, name, size, checksum FROM objs WHERE coll=? OR substr(coll,1,?)=?",
+            (top, len(prefix), prefix))}
+
     def query_rows(self, sql: str, params: Sequence[Any]) -> List[Tuple[Any, ...]]:
         return list(self.db.execute(sql, params))
 

@@ -7,7 +7,7 @@ exercise the use cases without going through the callback.
 
 from __future__ import annotations
 
-from typing import Any, BinaryIO, Callable, List, Optional, Sequence
+from typing import Any, BinaryIO, Callable, Dict, List, Optional, Sequence, Tuple
 
 from policy.errors import error_for
 from policy.zone import COLLECTION, DATA_OBJECT, Ace, Avu, Listing, MetaOp, Stat
@@ -92,6 +92,10 @@ class SimZone:
     def open_new(self, path: str) -> BinaryIO:
         return self.catalog.open_new(self.user, path)  # type: ignore[return-value]
 
+
+    def objects_under(self, top: str) -> "Dict[str, Tuple[int, str]]":
+        """path -> (size, catalog checksum or '') of every data object at or below `top`: one query."""
+        return self.catalog.objects_under(top)
 
 class ClientZone(SimZone):
     """What a remote python-irodsclient client sees: like SimZone, but a finished upload fires the

@@ -22,7 +22,7 @@ from simzone.prep import NATIVE_INSTANCE
 SVC = "omero-svc"
 PATHS = ["auto", "never"]  # fast_path setting: auto = native extraction for tar, never = streaming only
 ROOT = "/tempZone/home/alice/omero-snapshots"
-TIME_ATTRS = {V.UPDATED, V.PLACED, V.CREATED}
+TIME_ATTRS = {V.UPDATED, V.PLACED, V.CREATED, V.NS + "unpack_stats"}  # stats: timings, RSS
 
 
 def vault_bytes(d: Any, path: str) -> bytes:
