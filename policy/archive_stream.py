@@ -523,14 +523,7 @@ class _Pass:
                         _write_all(out, view[:fill])
                     fill = 0
             if info.size >= 0 and got != info.size:
-                self.refuse(
-                    Refusal(
-                        member=info.path,
-                        rule=SIZE_MISMATCH,
-                        detail=f"member {info.path!r} declares {info.size} bytes but holds {got}; "
-                        "the archive is corrupt: export it again",
-                    )
-                )
+                self.refuse(_size_mismatch(info, got))
                 return False
             if out is not None and fill:
                 _write_all(out, view[:fill])
@@ -589,14 +582,7 @@ class _Pass:
                     fill = 0
                     chunk = pool.take(None)
             if info.size >= 0 and got != info.size:
-                self.refuse(
-                    Refusal(
-                        member=info.path,
-                        rule=SIZE_MISMATCH,
-                        detail=f"member {info.path!r} declares {info.size} bytes but holds {got}; "
-                        "the archive is corrupt: export it again",
-                    )
-                )
+                self.refuse(_size_mismatch(info, got))
                 return False
             if fill:
                 handed, chunk = chunk, None
@@ -628,8 +614,14 @@ def _data_warning(ffi: Any, archive_p: Any, info: MemberInfo) -> Refusal:
     return _archive_refusal(Exception(msg), info.path, True)
 
 
+def _size_mismatch(info: MemberInfo, got: int) -> Refusal:
+    return Refusal(member=info.path, rule=SIZE_MISMATCH,
+                   detail=f"member {info.path!r} declares {info.size} bytes but holds {got}; "
+                   "the archive is corrupt: export it again")
+
+
 def _write_all(out: BinaryIO, data: memoryview) -> None:
-    """One write per chunk; loop only if a raw stream accepted part of it."""
+    """One write per chunk; loop only if a raw stream accepted part of it (also used by the parallel writers)."""
     written = out.write(data)
     if written is None or written >= len(data):
         return

@@ -213,15 +213,10 @@ class WriterPool:
 
 
 def write_all(out: BinaryIO, data: memoryview) -> None:
-    """One write per chunk; loop only if a raw stream accepted part of it."""
-    written = out.write(data)
-    if written is None or written >= len(data):
-        return
-    while written < len(data):
-        more = out.write(data[written:])
-        if not more:
-            raise OSError("short write: {} of {} bytes accepted".format(written, len(data)))
-        written += more
+    """One write per chunk (policy.archive_stream's, shared: the same short-write handling on both paths)."""
+    from policy.archive_stream import _write_all
+
+    _write_all(out, data)
 
 
 def bounded_map(fn: Callable[[T], R], items: Iterable[T], workers: int) -> List[R]:
