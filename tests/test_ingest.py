@@ -328,8 +328,9 @@ def test_quarantine_name_clash_keeps_both(dep: Any) -> None:
     assert dep.catalog.exists(q + "/" + drop_id + "-2/transfer.tar")
 
 
-def test_a_manifest_that_arrives_empty_is_given_time(dep: Any) -> None:
-    """python-irodsclient's create() closes an empty replica first: that PEP must not rush the drop."""
+def test_a_pep_that_says_empty_for_a_manifest_with_bytes_is_judged_by_the_catalog(dep: Any) -> None:
+    """The PEP's file_size said 0 but the catalog holds the manifest's bytes: the drop is not left to the 60 s
+    fallback (tests/test_manifest_arrival.py has the really empty cases)."""
     from simzone.prep import PepOutcome
 
     archive = FIXTURES["image_tar"]
@@ -343,6 +344,6 @@ def test_a_manifest_that_arrives_empty_is_given_time(dep: Any) -> None:
     path = dep.config.landing_collection + "/" + drop_id + "/manifest.json"
     dep.server.fire_write_peps(path, SVC, 0, "prc", PepOutcome())
     rows = [r for r in dep.catalog.delay_rows() if r[4] == "pending"]
-    assert len(rows) == 1 and "<PLUSET>60s</PLUSET>" in rows[0][2]
+    assert len(rows) == 1 and "<PLUSET>{}s</PLUSET>".format(dep.config.delay_seconds) in rows[0][2], rows
     dep.run_delay_server()
     assert drop_status(dep.admin(), dep.config, drop_id).status == "placed"

@@ -152,3 +152,25 @@ def test_the_fallback_works_only_when_no_run_started(dep: Any) -> None:
     dep.run_delay_server()
     landing = dep.config.landing_collection + "/" + other
     assert V.first(dep.admin().metadata(landing), V.ATTEMPTS) == "1"  # the fallback did not count
+
+
+def test_a_second_arrival_that_reports_size_0_is_judged_by_the_catalog(dep: Any) -> None:
+    """If the write's close reported file_size 0 in its PEP too (not observed either way), the catalog's size
+    decides: the drop is queued at the normal delay, not left to the fallback."""
+    from simzone.prep import PepOutcome
+
+    archive = FIXTURES["image_tar"]
+    doc = manifest_doc(archive)
+    drop_id = doc["drop_id"]
+    landing = dep.config.landing_collection + "/" + drop_id
+    dep.catalog.create_collection(SVC, landing)
+    dep.server.client_put(SVC, landing + "/transfer.tar", open(archive, "rb").read(), api="put")
+    w = dep.catalog.open_new(SVC, landing + "/manifest.json")
+    dep.server.fire_write_peps(landing + "/manifest.json", SVC, 0, "prc", PepOutcome())  # create()'s close
+    w.write(json.dumps(doc).encode())
+    w.close()
+    dep.server.fire_write_peps(landing + "/manifest.json", SVC, 0, "prc", PepOutcome())  # says 0 again
+    assert sorted(d for _, d in _pending(dep, drop_id)) == sorted(
+        [dep.config.delay_seconds, max(dep.config.delay_seconds, EMPTY_MANIFEST_DELAY)])
+    dep.run_delay_server()
+    assert drop_status(dep.admin(), dep.config, drop_id).status == "complete"
