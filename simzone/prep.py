@@ -317,6 +317,9 @@ class FakeServer:
                    for _rid, _due, body in pending):
                 break
             rid, due, _ = min(pending, key=lambda r: (r[1], r[0]))
+            if due > self.clock.now() and self.clock.busy_elsewhere():
+                time.sleep(0.005)  # time passes only as fast as the rule another executor runs
+                continue
             self.clock.advance_to(due)
             item = self.clock.claim(rid)
             if item is None:
@@ -367,14 +370,39 @@ class SimClock:
     """Simulated time of one zone: wall time plus an offset kept in the zone's catalog, so that every
     process and agent working on the zone (a killed run, its retry) shares it.
 
-    Only the delay queue moves it forward (to the next due rule). A rule's due time is fixed the first
-    time the queue sees the rule: its PLUSET after the clock's reading then (the clock does not move
-    while rules run, so that is when the rule was queued, up to the wall time the run took).
+    Only the delay queue moves it forward (to the next due rule), and never while another executor is
+    still running a rule: real time does not jump an hour in the middle of a run (a jump would make that
+    run's live lock look stale to the other executor). A rule's due time is fixed when delayExec queues
+    it: its PLUSET after the clock's reading then.
     """
 
     def __init__(self, catalog: SimCatalog) -> None:
         self.catalog = catalog
         catalog.db.execute("CREATE TABLE IF NOT EXISTS sim_delay_due (id INTEGER PRIMARY KEY, due REAL)")
+        catalog.db.execute("CREATE TABLE IF NOT EXISTS sim_delay_claims (id INTEGER PRIMARY KEY, pid INTEGER, "
+                           "tid INTEGER)")
+
+    def busy_elsewhere(self) -> bool:
+        """Whether another live executor (a thread of this process, or another process) is running a rule.
+        A rule left `running` by a killed process does not count: nothing runs it any more."""
+        import threading
+
+        rows = self.catalog.db.execute(
+            "SELECT c.pid, c.tid FROM delay d JOIN sim_delay_claims c ON c.id = d.id WHERE d.state = 'running'"
+        ).fetchall()
+        me = threading.get_ident()
+        threads = {t.ident for t in threading.enumerate()}
+        for pid, tid in rows:
+            if pid == os.getpid():
+                if tid != me and tid in threads:
+                    return True
+                continue
+            try:
+                os.kill(int(pid), 0)
+            except (OSError, ValueError):
+                continue  # that process is gone
+            return True
+        return False
 
     def offset(self) -> float:
         row = self.catalog.db.execute("SELECT value FROM meta WHERE key='sim_clock_offset'").fetchone()
@@ -411,6 +439,10 @@ class SimClock:
         cur = self.catalog.db.execute("UPDATE delay SET state='running' WHERE id=? AND state='pending'", (rid,))
         if cur.rowcount != 1:
             return None
+        import threading
+
+        self.catalog.db.execute("INSERT OR REPLACE INTO sim_delay_claims (id, pid, tid) VALUES (?, ?, ?)",
+                                (rid, os.getpid(), threading.get_ident()))
         row = self.catalog.db.execute("SELECT id, user, cond, body FROM delay WHERE id=?", (rid,)).fetchone()
         return int(row[0]), row[1], row[2], row[3]
 

@@ -368,3 +368,41 @@ def test_two_delay_servers_heal_four_drops_at_once(tmp_path: Any) -> None:
         assert landing_avus(d, drop_id)[V.ATTEMPTS] == ["2"]
     assert d.catalog.walk(d.config.landing_collection + "/.locks") == [
         (d.config.landing_collection + "/.locks", "collection")]
+
+
+def test_the_simulated_clock_does_not_jump_while_another_executor_runs_a_rule(tmp_path: Any) -> None:
+    """Real time does not skip an hour in the middle of a run: if the shared clock did, the running drop's
+    live lock would look stale to the other executor, which would take it over (seen once as a flaky
+    two-executor run). The queue waits for the other executor instead of jumping."""
+    import threading
+
+    from simzone.catalog import SimCatalog
+    from simzone.prep import FakeServer
+
+    d = deployment(tmp_path)  # the sweep is queued an hour ahead
+    drop_id, _ = drop(d, FIXTURES["image_tar"], run=False)
+    started, go = threading.Event(), threading.Event()
+
+    def hold(name: str, args: Tuple[Any, ...]) -> None:
+        if name == "checksum" and not started.is_set():
+            started.set()
+            go.wait(30)
+
+    a = FakeServer(SimCatalog(d.zone_dir), d.server.core, d.server.log_path)
+    b = FakeServer(SimCatalog(d.zone_dir), d.server.core, d.server.log_path)
+    a.catalog.fault_hook = hold
+    ta = threading.Thread(target=lambda: a.run_delay_queue(max_rules=1, horizon=None))
+    ta.start()
+    assert started.wait(30)  # A is inside the drop's run, holding its lock
+    t0 = d.server.clock.now()
+    tb = threading.Thread(target=lambda: b.run_delay_queue(max_rules=50, horizon=None))
+    tb.start()
+    tb.join(0.5)
+    assert d.server.clock.now() - t0 < 60, "the clock jumped while A was running"
+    go.set()
+    ta.join(60)
+    tb.join(60)
+    a.catalog.fault_hook = None
+    drain(d)
+    assert drop_status(d.admin(), d.config, drop_id).status == "complete"
+    assert not [p for p, _ in d.catalog.walk(d.config.landing_collection + "/.locks")][1:]
