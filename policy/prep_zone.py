@@ -208,14 +208,19 @@ class PrepZone:
         path = _coll(path)
         colls = [r if isinstance(r, str) else r[0]
                  for r in self._query(["COLL_NAME"], "COLL_PARENT_NAME = " + _quote(path))]
+        objs = self._objects_in(path)
+        return Listing(collections=sorted(colls), data_objects=sorted(objs.values(), key=lambda s: s.path))
+
+    def _objects_in(self, coll: str) -> Dict[str, Stat]:
+        """name -> Stat of the data objects directly in coll, one per object although genquery gives one row
+        per replica (a checksummed replica wins). Sizes and checksums come as str, '' when absent (round 10)."""
         objs: Dict[str, Stat] = {}
         for n, s, c, o in self._query(["DATA_NAME", "DATA_SIZE", "DATA_CHECKSUM", "DATA_OWNER_NAME"],
-                                      "COLL_NAME = " + _quote(path)):
-            # one row per replica: keep one entry per object (a checksummed replica wins)
+                                      "COLL_NAME = " + _quote(coll)):
             if n not in objs or (c and not objs[n].checksum):
-                objs[n] = Stat(path=path.rstrip("/") + "/" + n, kind=DATA_OBJECT, size=int(s or 0),
+                objs[n] = Stat(path=coll.rstrip("/") + "/" + n, kind=DATA_OBJECT, size=int(s or 0),
                                checksum=c or None, owner=o or None)
-        return Listing(collections=sorted(colls), data_objects=sorted(objs.values(), key=lambda s: s.path))
+        return objs
 
     def find_by_metadata(self, attribute: str, value: str, kind: str = COLLECTION) -> List[str]:
         if kind == COLLECTION:
@@ -339,15 +344,11 @@ class PrepZone:
     def objects_under(self, top: str) -> Dict[str, Tuple[int, str]]:
         """path -> (size, catalog checksum or '' until computed) of every data object at or below `top`.
 
-        One genquery for the collection names below top (COLL_NAME like top/%), then one per collection for
-        its objects (COLL_NAME = c: name, size, checksum): 1 + n queries instead of a stat and two queries
-        per collection, and no more rows in hand at once than the largest collection holds (a single LIKE
-        over every object would be 2 queries, but the simulated genquery materialises all the rows: +8 MB
-        at 16k members). Round 10 shows the row shapes (a single column yields str, several tuples; ''
-        for an absent checksum; DATA_SIZE a str; paging transparent); a LIKE over many collections and
-        DATA_CHECKSUM read back after checksumming are not yet observed (bench/probes/probe_unpack.py)."""
-        from genquery import Query  # lives in /etc/irods (PREP)
-
+        One genquery for the collection names below top (COLL_NAME like top/%), then the listing query of
+        list_collection per collection: 1 + n queries instead of a stat and two queries per collection,
+        and no more rows in hand at once than the largest collection holds. A LIKE over many collections
+        and DATA_CHECKSUM read back after checksumming are not yet observed (bench/probes/probe_unpack.py,
+        tests/data/prep-probes/: pz_gq_collections_below)."""
         prefix = top.rstrip("/") + "/"
         colls = [top]
         for r in self._query(["COLL_NAME"], "COLL_NAME like " + _quote(prefix + "%")):
@@ -356,15 +357,8 @@ class PrepZone:
                 colls.append(c)
         out: Dict[str, Tuple[int, str]] = {}
         for c in colls:
-            cond = "COLL_NAME = " + _quote(c)
-            try:
-                for n, size, chk in Query(self.callback, ["DATA_NAME", "DATA_SIZE", "DATA_CHECKSUM"], cond):
-                    path = c + "/" + n
-                    if path not in out or (chk and not out[path][1]):  # one row per replica
-                        out[path] = (int(size or 0), chk or "")
-            except RuntimeError as e:
-                code = code_from_text(str(e)) or -1828000
-                raise error_for(code, "genquery " + cond[:200]) from None
+            for st in self._objects_in(c).values():
+                out[st.path] = (st.size, st.checksum or "")
         return out
 
     def concurrent_plane(self) -> Any:

@@ -35,7 +35,7 @@ from policy.errors import IrodsError, NotFound
 from policy.ingest import Outcome, drop_status, foreign_objects, set_status
 from policy.mapping import UserMapping
 from policy.placement import is_safe_drop_id
-from policy.zone import Zone, owns
+from policy.zone import Zone, exists, owns
 
 log = logging.getLogger("omero_snapshots.retry")
 
@@ -79,9 +79,16 @@ TRANSIENT_TYPES: Tuple[type, ...] = (ConnectionError, TimeoutError, socket.timeo
 TRANSIENT_CLIENT_NAMES = ("NetworkException",)
 
 
+def process_call(drop_id: str, mode: str = "") -> str:
+    """The delayExec rule text of a run of drop_id: the upload PEP's (no mode), its empty-arrival fallback
+    (IF_UNSTARTED), a retry (RETRY). Drop ids are checked safe before they get here: no quote can occur."""
+    if mode:
+        return "callback.{}('{}', '{}')".format(PROCESS_RULE, drop_id, mode)
+    return "callback.{}('{}')".format(PROCESS_RULE, drop_id)
+
+
 def retry_call(drop_id: str) -> str:
-    """The rule text of a retry (drop ids are checked safe before they get here: no quote can occur)."""
-    return "callback.{}('{}', '{}')".format(PROCESS_RULE, drop_id, RETRY)
+    return process_call(drop_id, RETRY)
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -251,9 +258,7 @@ def _finished(rt: Runtime, config: PolicyConfig, zone: Zone, drop_id: str, statu
     from policy.drop_lock import acquire, live_lock_expiry, lock_path
 
     note = "already {}: this retry has nothing to do".format(status)
-    try:
-        zone.stat(lock_path(config, drop_id))
-    except NotFound:
+    if not exists(zone, lock_path(config, drop_id)):
         return Outcome(drop_id, status, note, location=landing)
     now = rt.clock()
     held_until = live_lock_expiry(zone, config, drop_id, now)

@@ -15,6 +15,7 @@ from policy import vocabulary as V
 from policy.config import PolicyConfig
 from policy.ingest import set_status
 from policy.placement import is_safe_drop_id
+from policy.retry import IF_UNSTARTED, process_call
 from policy.zone import Zone
 
 # The reason a drop carries while its manifest exists but is still empty. python-irodsclient's
@@ -24,16 +25,15 @@ AWAITING_BYTES = "the manifest arrived empty; waiting for its bytes"
 EMPTY_MANIFEST_DELAY = 60  # seconds: the fallback run for a manifest that stays empty (e.g. iput of 0 bytes)
 
 
-def on_manifest_arrival(zone: Zone, config: PolicyConfig, drop_id: str, uploader: str, rule_call: str,
-                        delay_seconds: Optional[int] = None, empty: bool = False,
-                        fallback_call: Optional[str] = None) -> str:
+def on_manifest_arrival(zone: Zone, config: PolicyConfig, drop_id: str, uploader: str,
+                        delay_seconds: Optional[int] = None, empty: bool = False) -> str:
     """Queue the drop once per manifest, whole.
 
     An empty arrival is not yet the manifest: it only schedules a late fallback run (so a manifest that
     stays empty is still refused, as empty, without an admin) and says so in the reason. The arrival
-    with the bytes then schedules the real run at the normal delay; the fallback (`fallback_call`, by
-    default `rule_call`) later finds a run started and changes nothing. iput fires the PEP once, with
-    the bytes, and is queued at once.
+    with the bytes then schedules the real run at the normal delay; the fallback (mode IF_UNSTARTED)
+    later finds a run started and changes nothing. iput fires the PEP once, with the bytes, and is
+    queued at once.
     """
     if uploader != config.service_account:
         return "ignored: uploaded by '{}', not by the service account '{}'; left untouched".format(
@@ -52,14 +52,14 @@ def on_manifest_arrival(zone: Zone, config: PolicyConfig, drop_id: str, uploader
     if status is None:
         if empty:
             set_status(zone, drop, V.QUEUED, AWAITING_BYTES, {V.DROP_ID: drop_id})
-            zone.schedule(fallback_call or rule_call, max(delay, EMPTY_MANIFEST_DELAY))
+            zone.schedule(process_call(drop_id, IF_UNSTARTED), max(delay, EMPTY_MANIFEST_DELAY))
             return "manifest empty so far: fallback run in {} s".format(max(delay, EMPTY_MANIFEST_DELAY))
         set_status(zone, drop, V.QUEUED, None, {V.DROP_ID: drop_id})
-        zone.schedule(rule_call, delay)
+        zone.schedule(process_call(drop_id), delay)
         return "queued"
     if not empty and status == V.QUEUED and V.first(avus, V.REASON) == AWAITING_BYTES:
         set_status(zone, drop, V.QUEUED, None)
-        zone.schedule(rule_call, delay)
+        zone.schedule(process_call(drop_id), delay)
         return "queued (the manifest's bytes arrived)"
     return "already {}: not scheduled again".format(status)
 

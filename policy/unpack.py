@@ -59,7 +59,6 @@ def safety_limits(config: PolicyConfig, content: str = "") -> Any:
                         case_insensitive_duplicates=config.unpack.case_insensitive_duplicates)
 
 
-DEFAULT_WRITERS = 4  # unpack.parallel_writers when the configuration has no such field
 STATS = V.NS + "unpack_stats"  # JSON: the unpack's own timings, peak RSS and writer count (bench/unpack.py --live)
 
 
@@ -73,7 +72,7 @@ def concurrent_plane(zone: Zone) -> Any:
 def writer_count(zone: Zone, config: PolicyConfig) -> Tuple[int, Any]:
     """(writers, plane): how many members may be written (and checksums verified) at once, and over what."""
     plane = concurrent_plane(zone)
-    wanted = int(getattr(config.unpack, "parallel_writers", DEFAULT_WRITERS) or 1)
+    wanted = config.unpack.parallel_writers
     if plane is None or wanted <= 1:
         return 1, None
     return wanted, plane

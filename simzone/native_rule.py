@@ -36,7 +36,8 @@ def _interp(text: str, env: Dict[str, Any]) -> str:
     return _VAR.sub(lambda m: str(env[m.group(0)]) if m.group(0) in env else m.group(0), text)
 
 
-def _split_args(text: str) -> List[str]:
+def split_args(text: str) -> List[str]:
+    """The comma-separated arguments of a call, commas and escaped quotes inside string literals kept."""
     out, cur, in_str, esc = [], "", False, False
     for ch in text:
         if in_str:
@@ -113,7 +114,7 @@ class NativeRule:
         m = re.fullmatch(r"(\w+)\((.*)\)", call.strip(), re.S)
         if not m:
             raise ValueError("native rule subset: not a call: {!r}".format(call))
-        name, raw = m.group(1), _split_args(m.group(2))
+        name, raw = m.group(1), split_args(m.group(2))
         args: List[Any] = []
         outs: Dict[int, str] = {}  # every variable argument: the microservice may write it
         for i, a in enumerate(raw):

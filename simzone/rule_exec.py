@@ -19,6 +19,7 @@ import shlex
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from policy.errors import IrodsError
+from simzone.native_rule import split_args
 
 PYTHON_INSTANCE = "irods_rule_engine_plugin-python-instance"
 NATIVE_INSTANCE = "irods_rule_engine_plugin-irods_rule_language-instance"
@@ -30,32 +31,12 @@ class NotObserved(AssertionError):
     """The fake was asked for a behaviour no golden record shows; write a probe before modelling it."""
 
 
-def _split_args(text: str) -> List[str]:
-    """The comma-separated arguments of one call, commas inside string literals kept."""
-    out: List[str] = []
-    cur = ""
-    quoted = False
-    for ch in text:
-        if ch == '"':
-            quoted = not quoted
-        if ch == "," and not quoted:
-            out.append(cur.strip())
-            cur = ""
-            continue
-        cur += ch
-    if quoted:
-        raise IrodsError(-1201000, "rule text has an unterminated string literal")  # not observed: a parse error
-    if cur.strip() or out:
-        out.append(cur.strip())
-    return out
-
-
 def parse_call(body: str) -> Tuple[str, List[str]]:
     """('rule', [argument expressions]) of rule text that is one call (irule's or python-irodsclient's form)."""
     m = _CALL.match(body)
     if m is None:
         raise NotObserved("rule text other than one rule call: {!r}".format(body[:120]))
-    return m.group(1), _split_args(m.group(2))
+    return m.group(1), split_args(m.group(2))
 
 
 def exec_my_rule(server: Any, user: str, body: str, params: Dict[str, str], outputs: Sequence[str],

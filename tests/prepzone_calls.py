@@ -210,6 +210,10 @@ CALLS: List[Tuple[str, str, str, str, str]] = [
     (Q_OBJS, "list_collection", "collection it may not read (DATA_NAME only)", S,
      "round10:svc#gq_data_objects_no_access_collection"),
     (Q_OBJS, "list_collection", "own collection", S, "probe:svc_gq_list_own_data_objects"),
+    (Q_OBJS, "objects_under", "each collection below the top (the listing query)", R,
+     "round10:gq_list_data_objects"),
+    (Q_COLL, "objects_under", "collections below the top (COLL_NAME like top/%)", R,
+     "probe:pz_gq_collections_below"),
     # ---- find_by_metadata
     (Q_FINDC, "find_by_metadata", "collection", R, "round10:gq_find_by_metadata_collection"),
     (Q_FINDC, "find_by_metadata", "no match", R, "round10:gq_find_by_metadata_none"),

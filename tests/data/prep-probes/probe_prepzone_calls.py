@@ -100,6 +100,8 @@ def main(rule_args, callback, rei):
     _q(cb, "pz_gq_kind_data_object_missing", ["DATA_NAME"], CN(base, "missing.txt"))
     _q(cb, "pz_gq_kind_data_object_is_collection", ["DATA_NAME"], CN(base, "sub"))
     _q(cb, "pz_gq_kind_missing_parent", ["DATA_NAME"], CN(base + "/nope", "a.txt"))
+    # PrepZone.objects_under(): the collections below a top (LIKE; '_' would match any character)
+    _q(cb, "pz_gq_collections_below", ["COLL_NAME"], "COLL_NAME like '{}/%'".format(base))
     # PrepZone.stat() of an object whose checksum is stored: what msiObjStat puts in chksum
     cb.msiDataObjChksum(base + "/ck.txt", "", "")
     _call(cb, "pz_objstat_checksummed_object", "msiObjStat", base + "/ck.txt", irods_types.RodsObjStat())
