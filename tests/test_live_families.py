@@ -648,3 +648,48 @@ def test_enrol_unenrol_and_enrol_again(h: LiveHarness, robustness: Any) -> None:
     assert st["status"] == "complete", st
     for case in ("enrol", "enrol again", "drop", "unenrol", "drop after unenrol", "enrol again, drop"):
         fam.case(case, "complete")
+
+
+def test_every_cli_command_on_the_real_zone(h: LiveHarness, robustness: Any) -> None:
+    """The CLI of step 1, as the irods OS user with the rodsadmin's environment (`sudo -iu irods omero-snapshots
+    ...`, as the guide's step 9 runs it): enrol, list, status, reprocess, release, purge, doctor, unenrol."""
+    on_server_host()
+    if subprocess.run(["sudo", "-n", "true"], capture_output=True).returncode != 0:
+        pytest.skip("needs sudo (tests/live/real_zone.sh installs it)")
+    fam = Family(robustness, "CLI commands (as the irods OS user)")
+
+    def cli(*args: str, code: int = 0) -> Any:
+        p = subprocess.run(["sudo", "-iu", "irods", "omero-snapshots"] + list(args) + ["--json"],
+                           capture_output=True, text=True, timeout=300)
+        assert p.returncode == code, (args, p.returncode, p.stdout, p.stderr)
+        doc = json.loads(p.stdout)
+        fam.case(args[0], "complete" if code == 0 else "refused")
+        return doc
+
+    user = h.create_user()
+    res = cli("enrol", user, "--omero-user", user, "--omero-server", h.omero_server)
+    h.enrolments.append((user, h.omero_server))
+    assert res["ok"] and res["root"] == h.snapshot_root(user), res
+    archive = FIXTURES["image_tar"]
+    good = drop(h, archive, manifest(h, archive, user))
+    snap = h.wait(good)["snapshot"]
+    listed = cli("list", "--user", user)  # the CLI prints the snapshots themselves
+    assert [s["path"] for s in listed] == [snap], listed
+    assert cli("status", good)["status"] == "complete"
+    res = cli("reprocess", good, "--force")
+    assert res["ok"] and res["snapshot"] == snap, res
+    stranger = h.create_user()
+    waiting = drop(h, archive, manifest(h, archive, stranger))
+    assert h.wait(waiting)["status"] == "quarantined"
+    assert cli("release", waiting, code=1)["status"] == "quarantined"  # still unmapped: back to quarantine
+    assert h.exists(h.quarantine + "/" + waiting)
+    refused = subprocess.run(["sudo", "-iu", "irods", "omero-snapshots", "purge", waiting, "--confirm", "purge:x"],
+                             capture_output=True, text=True, timeout=300)
+    assert refused.returncode != 0 and h.exists(h.quarantine + "/" + waiting), refused.stdout
+    res = cli("purge", waiting, "--confirm", "purge:" + waiting)
+    assert res["ok"] and not h.exists(h.quarantine + "/" + waiting), res
+    assert cli("doctor")["ok"]
+    res = cli("unenrol", "--omero-user", user, "--omero-server", h.omero_server)
+    h.enrolments.remove((user, h.omero_server))
+    assert res["ok"], res
+    assert h.exists(snap) and h.acl(snap) == handed_over(h, user)
