@@ -124,6 +124,24 @@ def test_the_probes_give_on_the_fake_what_the_real_server_gave(tmp_path: Any, na
     assert not diffs, cs.report(diffs)
 
 
+def test_every_probe_file_is_compared_live_or_skipped_with_a_reason() -> None:
+    """tests/test_live_probes.py runs each probe file on the real zone and on the fake, or lists it as skipped
+    with the reason (probe_runs.NEEDS_INSTALL): a new probe file must go to one or the other."""
+    import os
+
+    run_live = {os.path.basename(p.python_file) for p in pr.PAIRED.values()} | {
+        os.path.basename(p.svc_file) for p in pr.PAIRED.values() if p.svc_file} | {
+        os.path.basename(pr.ROUND10_PROBE), os.path.basename(pr.ROUND10_FIXTURE_RULE)}
+    skipped = " ".join(pr.NEEDS_INSTALL)
+    loose = []
+    for d in ("tests/data/prep-probes", "docs/probes", "bench/probes", "tests/data/prep-observed",
+              "tests/data/prep-observed/drivers"):
+        for n in sorted(os.listdir(os.path.join(pc.ROOT, d))):
+            if n.endswith((".py", ".r")) and n not in run_live and n not in skipped and not d.endswith("drivers"):
+                loose.append(os.path.join(d, n))
+    assert not loose, "probe files neither compared live nor skipped with a reason: {}".format(loose)
+
+
 def test_the_table_is_in_the_docs() -> None:
     import os
 
