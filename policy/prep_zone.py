@@ -345,9 +345,9 @@ class PrepZone:
 
         One genquery for the collection names below top (COLL_NAME like top/%), then the listing query of
         list_collection per collection: 1 + n queries instead of a stat and two queries per collection,
-        and no more rows in hand at once than the largest collection holds. A LIKE over many collections
-        and DATA_CHECKSUM read back after checksumming are not yet observed (bench/probes/probe_unpack.py,
-        tests/data/prep-probes/: pz_gq_collections_below)."""
+        and no more rows in hand at once than the largest collection holds. A LIKE over 300 collections and
+        DATA_CHECKSUM read back after checksumming were observed in round 11 (round11-unpack.jsonl); LIKE's
+        wildcards and backslash in round 12 (round12-prepzone-quotes.jsonl)."""
         prefix = top.rstrip("/") + "/"
         colls = [top]
         for r in self._query(["COLL_NAME"], "COLL_NAME like " + _like_prefix(prefix)):
