@@ -340,8 +340,10 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(res.get("error"), file=sys.stderr)
         return EXIT_REJECTED
     snaps = res["snapshots"]
-    human = "\n".join("{created}  {status:<11} {archive_size:>12}  {path}{lbl}".format(
-        lbl="  [{}]".format(s["label"]) if s.get("label") else "", **s) for s in snaps) or "no snapshots"
+    human = "\n".join("{created}  {status:<11} {archive_size:>12}  {path}{lbl}{fix}".format(
+        lbl="  [{}]".format(s["label"]) if s.get("label") else "",
+        fix="  FIXITY {}: {}".format(s["fixity"], s.get("fixity_detail", "")) if s.get("fixity") in FIXITY_BAD else "",
+        **s) for s in snaps) or "no snapshots"
     _emit(args, human, snaps)
     return EXIT_OK
 
@@ -367,6 +369,23 @@ def cmd_enrol(args: argparse.Namespace) -> int:
              if res.get("ok") else "refused: {}".format(res.get("error")))
     _emit(args, human, res)
     return EXIT_OK if res.get("ok") else EXIT_REJECTED
+
+
+FIXITY_BAD = ("mismatch", "missing", "unrecorded")  # policy.fixity.BAD (not imported at module import)
+
+
+def cmd_fixity(args: argparse.Namespace) -> int:
+    """Audit one snapshot now (the admin rule omero_snapshots_fixity_audit); exit 1 when it is damaged."""
+    dep = _deployment(args)
+    res = _admin_rule(dep, "omero_snapshots_fixity_audit", args.ident)
+    if not res.get("ok"):
+        _emit(args, "refused: {}".format(res.get("error")), res)
+        return EXIT_REJECTED
+    human = "{}: {} ({} objects, {} bytes verified by the server){}".format(
+        res.get("snapshot"), res.get("result"), res.get("checked"), res.get("bytes"),
+        "".join("\n  {outcome} {path}: {detail}".format(**f) for f in res.get("findings", [])))
+    _emit(args, human, res)
+    return EXIT_REJECTED if res.get("result") in FIXITY_BAD else EXIT_OK
 
 
 def _admin_command(rule: str, *fields: str, acts: bool = False) -> Any:
@@ -466,6 +485,11 @@ def build_parser() -> argparse.ArgumentParser:
     pg.add_argument("--confirm", default="", help="must be exactly purge:DROP_ID")
     common(pg)
     pg.set_defaults(func=_admin_command("omero_snapshots_purge", "drop_id", "confirm"))
+
+    fx = sub.add_parser("fixity", help="audit one snapshot now: the server recomputes every recorded checksum")
+    fx.add_argument("ident", metavar="DROP_OR_SNAPSHOT")
+    common(fx)
+    fx.set_defaults(func=cmd_fixity)
 
     dr = sub.add_parser("doctor", help="self-check: configuration, mapping, service account, landing, rules")
     common(dr)

@@ -201,6 +201,14 @@ class PrepZone:
             raise error_for(-808000, "msiDataObjChksum({!r}) gave no checksum".format(path[:200]))
         return value
 
+    def verify_checksum(self, path: str) -> None:
+        """Have the server recompute the checksum of every replica and compare it with the catalog; nothing is
+        registered, and `read` is enough (round12-fixity-verify.jsonl). USER_CHKSUM_MISMATCH (-407000) when a
+        replica differs, its file is gone, or no checksum is recorded (policy/fixity.py)."""
+        from policy.fixity import VERIFY_OPTIONS
+
+        self._msi("msiDataObjChksum", path, VERIFY_OPTIONS, "")
+
     def list_collection(self, path: str) -> Listing:
         """For the rodsuser, objects it may not read are not listed (hidden by genquery, round 10)."""
         self._kind_or_not_found(path)

@@ -511,7 +511,29 @@ class SimCatalog:
     def open_read(self, user: str, path: str) -> BinaryIO:
         self._op("open_read", path)
         _, vault = self.object_vault(user, path, "read_object")
-        return open(vault, "rb")
+        try:
+            return open(vault, "rb")
+        except FileNotFoundError:  # the replica's file is gone (round12-fixity-verify.jsonl: -510002)
+            raise error_for(-510002, path) from None
+
+    def verify_checksum(self, user: str, path: str) -> None:
+        """msiDataObjChksum with verifyChksum (round12-fixity-verify.jsonl): `read` is enough; the checksum is
+        recomputed from the replica and compared with the catalog, nothing registered; -407000 when they
+        differ, when the replica's file is gone, and when no checksum is recorded."""
+        self._op("verify_checksum", path)
+        oid, vault = self.object_vault(user, path, "read_object")
+        row = self.db.execute("SELECT checksum FROM objs WHERE id=?", (oid,)).fetchone()
+        if not row or not row[0]:
+            raise error_for(-407000, path)
+        h = hashlib.sha256()
+        try:
+            with open(vault, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    h.update(block)
+        except FileNotFoundError:
+            raise error_for(-407000, path) from None
+        if sha2(h) != row[0]:
+            raise error_for(-407000, path)
 
     def open_new(self, user: str, path: str) -> "VaultWriter":
         self._op("open_new", path)
