@@ -547,13 +547,24 @@ class SimCatalog:
         oid, vault = self.object_vault(user, path, "modify_object")
         return VaultWriter(self, oid, vault)
 
-    def checksum(self, user: str, path: str) -> str:
-        """msiDataObjChksum: read access is NOT enough (round 10: read-only -818000, for rods too); whether a
-        stored checksum could be read back with read access is not yet observed, so it is refused as well."""
+    def replica_readable(self, user: str, path: str) -> None:
+        """UNIX_FILE_OPEN_ERR (-510002) when the object's replica file is gone (round12-fixity-verify.jsonl)."""
+        row = self._obj_row(path)
+        if row is not None and row[8] and not os.path.exists(str(row[8])):
+            raise error_for(-510002, path)
+
+    def checksum(self, user: str, path: str, force: bool = False) -> str:
+        """msiDataObjChksum: read access is NOT enough to register one (round 10: read-only -818000, for rods
+        too); a stored one is returned to a reader (round 12)."""
         self._op("checksum", path)
+        row = self._obj_row(path)
+        if not force and row is not None and row[4] and self._access(user, D, row[0]) >= _rank("read_object"):
+            # a stored checksum is read back with `read` (round12-fixity-verify.jsonl: the plain call reads the
+            # catalog, never the replica); registering a new one needs more
+            return str(row[4])
         oid, vault = self.object_vault(user, path, "modify_object")
         row = self.db.execute("SELECT checksum FROM objs WHERE id=?", (oid,)).fetchone()
-        if row and row[0]:
+        if row and row[0] and not force:
             return str(row[0])
         h = hashlib.sha256()
         with open(vault, "rb") as f:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Tuple
 
 import pytest
 from helpers import FIXTURES, drop, enrolled_deployment
@@ -69,7 +69,8 @@ def first_content(d: Any, snap: str) -> str:
 # ---------------------------------------------------------------------- pure decisions
 def test_order_in_progress_then_never_then_oldest() -> None:
     c = [F.Candidate("d1", "/s1", "2026-01-02T00:00:00Z", ""), F.Candidate("d2", "/s2", "", ""),
-         F.Candidate("d3", "/s3", "2026-01-01T00:00:00Z", ""), F.Candidate("d4", "/s4", "2026-01-03T00:00:00Z", "/s4/x")]
+         F.Candidate("d3", "/s3", "2026-01-01T00:00:00Z", ""),
+         F.Candidate("d4", "/s4", "2026-01-03T00:00:00Z", "/s4/x")]
     assert [x.drop_id for x in F.audit_order(c)] == ["d4", "d2", "d3", "d1"]
 
 
@@ -227,3 +228,87 @@ def test_fixity_configuration_is_validated(bad: Dict[str, Any]) -> None:
     with pytest.raises(ConfigError) as e:
         parse_config(cfg, None)
     assert "fixity" in str(e.value.errors)
+
+
+# ---------------------------------------------------------------------- the simulated zone against the real one
+GOLDEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "prep-observed",
+                      "round12-fixity-verify.jsonl")
+
+
+def golden_records() -> List[Dict[str, Any]]:
+    with open(GOLDEN) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def probe_objects(tmp_path: Any) -> Any:
+    """The probe's setup (tests/data/prep-probes/round12-fixity/setup.sh) on a simulated zone: four objects of
+    rods, three checksummed, read granted to fix_reader; then one replica corrupted, one removed."""
+    from simzone.deploy import SimulatedDeployment
+
+    d = SimulatedDeployment(str(tmp_path / "zone"))
+    d.add_user("fix_reader")
+    rods = d.admin()
+    base = "/tempZone/home/rods/fix_probe"
+    rods.create_collection(base, recursive=True)
+    data = bytes(range(256)) * 400
+    for n in ("ok", "corrupt", "missing", "nochk"):
+        with rods.open_new("{}/{}.bin".format(base, n)) as w:
+            w.write(data)
+        if n != "nochk":
+            rods.checksum("{}/{}.bin".format(base, n))
+        rods.set_acl("{}/{}.bin".format(base, n), "fix_reader", "read")
+    rods.set_acl(base, "fix_reader", "read")
+    corrupt(d, base + "/corrupt.bin")
+    os.remove(vault(d, base + "/missing.bin"))
+    return d, base
+
+
+def fake_msi(d: Any, user: str, path: str, opts: str) -> Tuple[int, str]:
+    """(errorcode, out) the way the native rule's errorcode() and PREP see them."""
+    from policy.errors import code_from_text
+
+    try:
+        r = d.server.callback(user).msiDataObjChksum(path, opts, "")
+    except RuntimeError as e:
+        return int(code_from_text(str(e)) or -1), ""
+    return (int(r["code"]) if not r.get("status", True) else 0), str(r["arguments"][2])
+
+
+def test_the_fake_answers_the_fixity_probe_as_the_real_server_did(tmp_path: Any) -> None:
+    d, base = probe_objects(tmp_path)
+    native = [r for r in golden_records() if r["probe"] == "native_msiDataObjChksum_as_read_only_rodsuser"]
+    assert len(native) == 16
+    stored = d.catalog._obj_row(base + "/ok.bin")[4]  # the probe's bytes were random: its checksum stands for it
+    real_stored = [r for r in golden_records() if r["probe"] == "data_plane_read_as_reader"][0]["catalog_checksum"]
+
+    def same(out: str) -> str:
+        return stored if out == real_stored else out
+
+    for r in native:
+        got = fake_msi(d, "fix_reader", "{}/{}.bin".format(base, r["name"]), r["opts"])
+        assert got == (r["errorcode"], same(r["out"])), (r, got)
+    # the data plane, as the reader: the corrupt bytes come back; a missing replica cannot be opened (-510002)
+    zone = d.zone_as("fix_reader")
+    for r in [r for r in golden_records() if r["probe"] == "data_plane_read_as_reader"]:
+        path = "{}/{}.bin".format(base, r["name"])
+        if "error" in r:
+            with pytest.raises(Exception) as e:
+                zone.open_read(path).read()
+            assert getattr(e.value, "code", None) == r["code"]
+        else:
+            import base64
+            import hashlib
+
+            with zone.open_read(path) as f:
+                got = "sha2:" + base64.b64encode(hashlib.sha256(f.read()).digest()).decode()
+            recorded = d.catalog._obj_row(path)[4]
+            assert (got == recorded) == (r["recomputed"] == r["catalog_checksum"]), r
+    # then (as in the probe's order) PREP as rods, the owner: verify raises -407000 for a corrupt or missing replica
+    prep = [r for r in golden_records() if r["probe"] == "prep_msiDataObjChksum"]
+    assert len(prep) == 12
+    for r in prep:
+        code, out = fake_msi(d, "rods", "{}/{}.bin".format(base, r["name"]), r["opts"])
+        if "raised" in r:
+            assert code == int(r["raised"].split(":")[1].split("]")[0]), (r, code)
+        else:
+            assert (code, out) == (r["returned"]["code"], same(r["returned"]["out"])), (r, code, out)
