@@ -45,6 +45,10 @@ else:
     omero_snapshots_fixity_audit = _entry.fixity_audit
     omero_snapshots_svc_fixity_start = _entry.svc_fixity_start
     omero_snapshots_svc_fixity_audit = _entry.svc_fixity_audit
+    # Self-description for snapshots made before it (policy/describe.py): the admin rule, and the rule it
+    # starts AS the snapshot's owner (who alone may write there after the hand-over).
+    omero_snapshots_describe = _entry.describe
+    omero_snapshots_owner_describe = _entry.owner_describe
 
     __all__ = [
         "pep_resource_modified_post",
@@ -67,4 +71,6 @@ else:
         "omero_snapshots_fixity_audit",
         "omero_snapshots_svc_fixity_start",
         "omero_snapshots_svc_fixity_audit",
+        "omero_snapshots_describe",
+        "omero_snapshots_owner_describe",
     ]

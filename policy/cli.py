@@ -491,6 +491,11 @@ def build_parser() -> argparse.ArgumentParser:
     common(fx)
     fx.set_defaults(func=cmd_fixity)
 
+    de = sub.add_parser("describe", help="give an older snapshot its description files (never overwrites)")
+    de.add_argument("ident", metavar="DROP_OR_SNAPSHOT")
+    common(de)
+    de.set_defaults(func=_admin_command("omero_snapshots_describe", "ident"))
+
     dr = sub.add_parser("doctor", help="self-check: configuration, mapping, service account, landing, rules")
     common(dr)
     dr.set_defaults(func=_admin_command("omero_snapshots_doctor"))

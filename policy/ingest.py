@@ -409,6 +409,12 @@ def ingest_drop(zone: Zone, config: PolicyConfig, mapping: UserMapping, drop_id:
     final_status, final_reason = V.PLACED_STATE, None
     if process_hook is not None:
         final_status, final_reason = process_hook(zone, config, manifest, snapshot, guard)
+    if final_status in V.FINAL_GOOD:
+        # The self-description (policy/describe.py) must be written while the service account may still write.
+        from policy.describe import write_description
+
+        guard.check()
+        write_description(zone, snapshot, manifest_max_bytes=config.limits.manifest_max_bytes)
     # Hand-over, strictly last: own to the user, then the service account drops to read.
     guard.check()
     zone.set_acl(snapshot, irods_user, "own", recursive=True)

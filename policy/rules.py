@@ -265,6 +265,54 @@ class Entry:
             return audit_now(zone, config, a[0], now=_clock(callback)())
         self._as_service_account(rule_args, callback, rei, run)
 
+    # ------------------------------------------------------------------ self-description (policy/describe.py)
+    def describe(self, rule_args: List[Any], callback: Any, rei: Any) -> None:
+        """Admin rule: give a snapshot made before self-description its description files (idempotent, never
+        overwriting). After the hand-over only the owner may write there: the rule acts AS the owner."""
+        def run(zone: Any, config: Any, a: List[str]) -> Dict[str, Any]:
+            from policy import vocabulary as V
+            from policy.errors import IrodsError
+            from policy.fixity import drop_of, landing_record
+
+            try:
+                drop_id = drop_of(zone, config, a[0])
+                record = zone.metadata(landing_record(config, drop_id))
+            except (ValueError, IrodsError) as e:
+                return {"ok": False, "error": str(e)}
+            owner, snap = V.first(record, V.IRODS_USER), V.first(record, V.SNAPSHOT_PATH)
+            if V.first(record, V.STATUS) not in V.FINAL_GOOD or not owner or not snap:
+                return {"ok": False, "error": "drop {} has no placed or complete snapshot: nothing to describe"
+                        .format(drop_id)}
+            out = self._run_as(callback, owner, "omero_snapshots_owner_describe", [snap])
+            res = json.loads(out[0]) if out and str(out[0]).startswith("{") else {}
+            return res or {"ok": False, "error": "the owner's describe rule gave no result"}
+        self._admin(rule_args, callback, rei, run, 1)
+
+    def owner_describe(self, rule_args: List[Any], callback: Any, rei: Any) -> None:
+        """Run as a snapshot's owner (started by omero_snapshots_describe): writes the missing description
+        files of the caller's own snapshot, and gives the service account `read` on them."""
+        result: Dict[str, Any]
+        try:
+            from policy import vocabulary as V
+            from policy.describe import write_description
+            from policy.zone import owns
+
+            config = self.load()
+            zone = self.zone(callback, rei, config)
+            snap = str(rule_args[0]) if rule_args else ""
+            # the owner cannot read the landing record; the snapshot's own path AVU and the ACL must agree
+            if not snap.startswith("/") or V.first(zone.metadata(snap), V.SNAPSHOT_PATH) != snap or \
+                    not owns(zone, snap, zone.user):
+                result = {"ok": False, "error": "only the owner of snapshot {!r} runs this rule".format(snap[:200])}
+            else:
+                result = dict(write_description(zone, snap, reader=config.service_account,
+                                                manifest_max_bytes=config.limits.manifest_max_bytes), ok=True)
+        except Exception as e:  # noqa: BLE001 - the admin gets the reason, the log the trace
+            self._log(callback, traceback.format_exc()[-1500:])
+            result = {"ok": False, "error": "{}: {}".format(type(e).__name__, e)}
+        if rule_args:
+            rule_args[0] = json.dumps(result, sort_keys=True)
+
     # ------------------------------------------------------------------ admin rules (JSON in the last arg)
     def _admin(self, rule_args: List[Any], callback: Any, rei: Any,
                fn: Callable[[Any, Any, List[str]], Dict[str, Any]], nargs: int) -> None:
