@@ -136,7 +136,8 @@ def ro_crate(snapshot: str, avus: Dict[str, List[str]], items: Sequence[Member])
                             one(V.OMERO_SERVER), created or "?", snapshot, how),
         "datePublished": created or one(V.PLACED), "dateCreated": created, "identifier": snapshot,
         "creator": {"@id": "#omero-user"}, "about": [{"@id": "#omero-" + o.replace(":", "-")} for o in objects],
-        "hasPart": parts, "usageInfo": {"@id": "#how-to-load"}, "license": {"@id": "#license"}, "mentions": {"@id": "#save"},
+        "hasPart": parts, "usageInfo": {"@id": "#how-to-load"}, "license": {"@id": "#license"},
+        "mentions": {"@id": "#save"},
         "additionalProperty": [{"@id": "#avu-{}".format(i)} for i, _ in enumerate(sorted(_flat(avus)))],
     }
     graph.append(root)
