@@ -12,6 +12,7 @@ a periodic run re-reads no more bytes than `fixity.bytes_per_run` (measured: its
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -154,3 +155,45 @@ def test_a_periodic_run_is_bounded_and_finds_a_corruption(h: LiveHarness) -> Non
     assert found is not None and found["outcome"] == F.MISMATCH, runs
     assert h.admin_rule("omero_snapshots_status", drop_id)["fixity"] == F.MISMATCH
     print("fixity live: budget {} B, bytes read per run {}".format(budget, [r["bytes_read"] for r in runs]))
+
+
+# ====================================================================== self-describing snapshots (policy/describe.py)
+def test_a_complete_snapshot_describes_itself_and_an_older_one_gets_it(h: LiveHarness, tmp_path: Any) -> None:
+    """On the real zone: the two description files are in every new snapshot (handed over with it), agree
+    with the bytes and the AVUs, validate with `bagit` (laid out as a bag); the admin rule gives a snapshot
+    without them (here: their owner removed them) new ones, and a second call writes nothing."""
+    from policy import describe as D
+
+    user, omero_user = h.researcher()
+    drop_id, snap = snapshot(h, FIXTURES["dataset_zip"], omero_user)
+    objs = {p[len(snap) + 1:]: p for p, k in h.walk(snap) if k == "data_object"}
+    assert set(D.FILES) <= set(objs)
+    for name in D.FILES:
+        assert h.acl(snap + "/" + name) == {(user, "own"), (h.service_account, "read_object")}
+    data = {rel: h.read_bytes(p) for rel, p in objs.items()}
+    listed = dict(reversed(line.split("  ", 1)) for line in data[D.PAYLOAD_MANIFEST].decode().splitlines())
+    assert set(listed) == set(data) - set(D.FILES)
+    assert all(hashlib.sha256(data[r]).hexdigest() == digest for r, digest in listed.items())
+    crate = {e["@id"]: e for e in json.loads(data[D.DESCRIPTION])["@graph"]}
+    meta = h.metadata(snap)
+    assert crate["./"]["identifier"] == snap and crate["#omero-user"]["name"] == meta[V.OMERO_USER][0] == omero_user
+    bagit = pytest.importorskip("bagit")
+    bag = tmp_path / "bag"
+    for rel, b in data.items():
+        if rel not in D.FILES:
+            os.makedirs(os.path.dirname(str(bag / "data" / rel)), exist_ok=True)
+            (bag / "data" / rel).write_bytes(b)
+    (bag / "bagit.txt").write_text("BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n")
+    (bag / "manifest-sha256.txt").write_text("".join("{}  data/{}\n".format(d, r) for r, d in sorted(listed.items())))
+    bagit.Bag(str(bag)).validate()
+
+    owner = h._zone_as(user)  # the owner removes both files: the snapshot now looks like an older one
+    for name in D.FILES:
+        owner.session.data_objects.unlink(snap + "/" + name, force=True)
+    res = h.admin_rule("omero_snapshots_describe", drop_id)
+    assert res["ok"] and sorted(res["written"]) == sorted(D.FILES), res
+    assert h.read_bytes(snap + "/" + D.PAYLOAD_MANIFEST) == data[D.PAYLOAD_MANIFEST]
+    for name in D.FILES:
+        assert h.acl(snap + "/" + name) == {(user, "own"), (h.service_account, "read_object")}
+    again = h.admin_rule("omero_snapshots_describe", snap)
+    assert again["ok"] and again["written"] == [], again
