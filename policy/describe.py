@@ -23,7 +23,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from urllib.parse import quote
 
 from policy import vocabulary as V
-from policy.zone import Zone, basename_of, exists
+from policy.zone import Zone, basename_of
 
 DESCRIPTION = "ro-crate-metadata.json"
 PAYLOAD_MANIFEST = "manifest-sha256.txt"
@@ -45,7 +45,8 @@ def _hex(irods_sha2: str) -> Optional[str]:
     return hex_of_irods_sha2(irods_sha2) if irods_sha2 else None
 
 
-def members(zone: Zone, snapshot: str, manifest_max_bytes: int = 1 << 20) -> List[Member]:
+def members(zone: Zone, snapshot: str, manifest_max_bytes: int = 1 << 20,
+            listing: Optional[Dict[str, Tuple[int, str]]] = None) -> List[Member]:
     """Every object of the snapshot with its size and sha256, from the checksums iRODS recorded.
 
     manifest.json gets no checksum at ingest: it is small, and read and hashed here. Any other object
@@ -55,7 +56,7 @@ def members(zone: Zone, snapshot: str, manifest_max_bytes: int = 1 << 20) -> Lis
     from policy.fixity import _objects
 
     out: List[Member] = []
-    for path, (size, chk) in sorted(_objects(zone, snapshot).items()):
+    for path, (size, chk) in sorted((listing if listing is not None else _objects(zone, snapshot)).items()):
         rel = path[len(snapshot) + 1:]
         if rel in FILES or basename_of(rel).endswith(PART):
             continue
@@ -134,7 +135,7 @@ def ro_crate(snapshot: str, avus: Dict[str, List[str]], items: Sequence[Member])
                         "'{}' on {}, kept in iRODS at {}. {}").format(
                             ", ".join(objects) or "see transfer.xml", one(V.OMERO_USER), one(V.OMERO_GROUP),
                             one(V.OMERO_SERVER), created or "?", snapshot, how),
-        "datePublished": created or one(V.PLACED), "dateCreated": created, "identifier": snapshot,
+        "datePublished": created, "dateCreated": created, "identifier": snapshot,
         "creator": {"@id": "#omero-user"}, "about": [{"@id": "#omero-" + o.replace(":", "-")} for o in objects],
         "hasPart": parts, "usageInfo": {"@id": "#how-to-load"}, "license": {"@id": "#license"},
         "mentions": {"@id": "#save"},
@@ -178,39 +179,65 @@ def ro_crate(snapshot: str, avus: Dict[str, List[str]], items: Sequence[Member])
 
 def _flat(avus: Dict[str, List[str]]) -> List[Tuple[str, str]]:
     """The AVUs the description carries verbatim: every omero.snapshot.* one but the changing state."""
-    skip = {V.STATUS, V.REASON, V.UPDATED}
+    # the state, and what differs from one run to the next (a rerun must write the same bytes)
+    skip = {V.STATUS, V.REASON, V.UPDATED, V.PLACED, V.NS + "unpack_stats", V.ATTEMPTS}
     return [(k, v) for k, vals in avus.items() if k.startswith(V.NS) and k not in skip for v in vals]
 
 
-def description_files(zone: Zone, snapshot: str, manifest_max_bytes: int = 1 << 20) -> Dict[str, bytes]:
-    """name -> bytes of both files, from the snapshot as it is now."""
-    items = members(zone, snapshot, manifest_max_bytes)
+def description_files(zone: Zone, snapshot: str, manifest_max_bytes: int = 1 << 20,
+                      listing: Optional[Dict[str, Tuple[int, str]]] = None) -> Dict[str, bytes]:
+    """name -> bytes of both files, from the snapshot as it is now (listing: its objects, when known)."""
+    items = members(zone, snapshot, manifest_max_bytes, listing)
     avus = V.as_dict(zone.metadata(snapshot))
     crate = ro_crate(snapshot, avus, items)
     return {PAYLOAD_MANIFEST: payload_manifest(items),
             DESCRIPTION: (json.dumps(crate, indent=1, ensure_ascii=False) + "\n").encode("utf-8")}
 
 
+def _same(zone: Zone, path: str, size: int, data: bytes) -> bool:
+    if size != len(data):
+        return False
+    with zone.open_read(path) as f:
+        return bytes(f.read()) == data
+
+
 def write_description(zone: Zone, snapshot: str, reader: Optional[str] = None,
-                      manifest_max_bytes: int = 1 << 20) -> Dict[str, Any]:
-    """Write the files that are absent (never overwriting one that is there), each under a temporary name
-    first and then renamed, so a crash never leaves a half-written description under the final name.
-    reader: a user to give `read` on the new files (the service account, when the owner writes them)."""
-    present = [n for n in FILES if exists(zone, snapshot + "/" + n)]
-    if len(present) == len(FILES):
+                      manifest_max_bytes: int = 1 << 20, own_unfinished: bool = False) -> Dict[str, Any]:
+    """Write the files that are absent, never overwriting one that is there.
+
+    own_unfinished (the delayed run, before the hand-over, when everything in the snapshot is the service
+    account's own unfinished work): a file that is there but not what this run would write was left by a
+    run that died while writing it; it is removed and written again, like a partial content/. The bytes
+    are the same on every run (nothing that changes between runs goes in), so a complete file is kept.
+    Otherwise (the owner's rule for an older snapshot) each file is written under a temporary name and
+    renamed, so a crash never leaves a half-written file under the final name; a leftover temporary file
+    is removed first. reader: a user to give `read` on the new files."""
+    from policy.fixity import _objects
+
+    listing = _objects(zone, snapshot)  # one listing: which files are there, and every checksum
+    present = [n for n in FILES if snapshot + "/" + n in listing]
+    if len(present) == len(FILES) and not own_unfinished:
         return {"snapshot": snapshot, "written": [], "kept": present}
-    data = description_files(zone, snapshot, manifest_max_bytes)
-    written = []
+    data = description_files(zone, snapshot, manifest_max_bytes, listing)
+    written, kept = [], []
     for name in FILES:
+        final = snapshot + "/" + name
         if name in present:
-            continue
-        final, tmp = snapshot + "/" + name, snapshot + "/." + name + PART
-        if exists(zone, tmp):
-            zone.remove_object(tmp)  # a run that died while writing it: our own leftover
-        with zone.open_new(tmp) as w:
-            w.write(data[name])
-        zone.rename(tmp, final)
+            if not own_unfinished or _same(zone, final, listing[final][0], data[name]):
+                kept.append(name)
+                continue
+            zone.remove_object(final)
+        if own_unfinished:
+            with zone.open_new(final) as w:
+                w.write(data[name])
+        else:
+            tmp = snapshot + "/." + name + PART
+            if tmp in listing:
+                zone.remove_object(tmp)  # a run that died while writing it: our own leftover
+            with zone.open_new(tmp) as w:
+                w.write(data[name])
+            zone.rename(tmp, final)
         if reader is not None:
             zone.set_acl(final, reader, "read")
         written.append(name)
-    return {"snapshot": snapshot, "written": written, "kept": present}
+    return {"snapshot": snapshot, "written": written, "kept": kept}

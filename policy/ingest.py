@@ -369,10 +369,12 @@ def ingest_drop(zone: Zone, config: PolicyConfig, mapping: UserMapping, drop_id:
             try:
                 if zone.stat(root).kind != COLLECTION:
                     raise NotFound(-310000, root)
-            except NotFound:
-                raise Refused("iRODS user '{}' has no snapshot root {} (not enrolled); ask the admin to run: "
-                              "omero-snapshots enrol {} --omero-user {} --omero-server {}".format(
-                                  irods_user, root, irods_user, manifest.who.omero_user,
+            except NotFound as e:
+                # the reason names iRODS' own answer too: a catalog that said "not found" for a root that is
+                # there (a fault) must be told from a user who was never enrolled
+                raise Refused("iRODS user '{}' has no snapshot root {} (not enrolled; iRODS answered {} ({})); ask "
+                              "the admin to run: omero-snapshots enrol {} --omero-user {} --omero-server {}".format(
+                                  irods_user, root, e.name, e.code, irods_user, manifest.who.omero_user,
                                   manifest.who.omero_server), "not_enrolled") from None
         except Refused as r:
             return quarantine(zone, config, drop_id, r.reason, r.rule)
@@ -414,7 +416,7 @@ def ingest_drop(zone: Zone, config: PolicyConfig, mapping: UserMapping, drop_id:
         from policy.describe import write_description
 
         guard.check()
-        write_description(zone, snapshot, manifest_max_bytes=config.limits.manifest_max_bytes)
+        write_description(zone, snapshot, manifest_max_bytes=config.limits.manifest_max_bytes, own_unfinished=True)
     # Hand-over, strictly last: own to the user, then the service account drops to read.
     guard.check()
     zone.set_acl(snapshot, irods_user, "own", recursive=True)

@@ -206,7 +206,7 @@ def test_install_guide_lists_every_admin_rule_with_irule() -> None:
     rules = {re.search(r"'(omero_snapshots_\w+)\(", c).group(1) for c in irule_commands("docs/install.md")}
     assert rules == {"omero_snapshots_" + r for r in
                      ("enrol", "list", "status", "unenrol", "reprocess", "release", "purge", "doctor",
-                      "sweep_start")}
+                      "sweep_start", "fixity_start")}
 
 
 def test_every_irule_command_of_the_install_guide_works_as_written(dep: Any) -> None:
@@ -239,6 +239,8 @@ def test_every_irule_command_of_the_install_guide_works_as_written(dep: Any) -> 
     res = _run(dep, cmds["omero_snapshots_sweep_start"])
     assert res["ok"] and res["sweep"], res
     assert any("omero_snapshots_sweep(" in r[3] for r in dep.catalog.delay_rows() if r[4] == "pending")
+    res = _run(dep, cmds["omero_snapshots_fixity_start"])
+    assert res["ok"] and res["fixity"].startswith("armed"), res
     res = _run(dep, cmds["omero_snapshots_unenrol"].replace("alice", "carol"))
     assert res["ok"] and res["irods_user"] == "carol", res
 
