@@ -34,6 +34,7 @@ GOLDEN_FILES = {
     "round10": "round10-prepzone-calls.jsonl",
     "round11": "round11-prepzone-calls.jsonl",
     "round12": "round12-prepzone-quotes.jsonl",
+    "round12fix": "round12-fixity-verify.jsonl",
 }
 SVC_RECORD = "rodsuser_native_rule_language_calls"
 
@@ -217,6 +218,10 @@ CALLS: List[Tuple[str, str, str, str, str]] = [
     ("msiDataObjChksum", "checksum", "object it may not read (-808000)", S, "round10:svc#chksum_no_access"),
     ("msiDataObjChksum", "checksum", "own object", S, "round10:svc#chksum_own_object"),
     ("msiDataObjChksum", "checksum", "read-only, checksum stored", S, "round11:svc_chksum_read_only_stored_checksum"),
+    ("msiDataObjChksum", "verify_checksum", "ChksumAll+verifyChksum: equal 0, changed or gone raises -407000", R,
+     "round12fix:prep_msiDataObjChksum"),
+    ("msiDataObjChksum", "verify_checksum", "read-only object: verify allowed, -407000 when changed, gone or unrecorded",
+     S, "round12fix:native_msiDataObjChksum_as_read_only_rodsuser"),
     # ---- listing (list_collection, remove_collection's emptiness check)
     (Q_SUBS, "list_collection", "subcollections", R, "round10:gq_list_subcollections"),
     (Q_SUBS, "list_collection", "none", R, "round10:gq_list_subcollections_none"),
