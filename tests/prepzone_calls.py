@@ -220,7 +220,8 @@ CALLS: List[Tuple[str, str, str, str, str]] = [
     ("msiDataObjChksum", "checksum", "read-only, checksum stored", S, "round11:svc_chksum_read_only_stored_checksum"),
     ("msiDataObjChksum", "verify_checksum", "ChksumAll+verifyChksum: equal 0, changed or gone raises -407000", R,
      "round12fix:prep_msiDataObjChksum"),
-    ("msiDataObjChksum", "verify_checksum", "read-only object: verify allowed, -407000 when changed/gone/unrecorded", S, "round12fix:native_msiDataObjChksum_as_read_only_rodsuser"),
+    ("msiDataObjChksum", "verify_checksum", "read-only object: verify allowed, -407000 when changed/gone/unrecorded", S,
+     "round12fix:native_msiDataObjChksum_as_read_only_rodsuser"),
     # ---- listing (list_collection, remove_collection's emptiness check)
     (Q_SUBS, "list_collection", "subcollections", R, "round10:gq_list_subcollections"),
     (Q_SUBS, "list_collection", "none", R, "round10:gq_list_subcollections_none"),
