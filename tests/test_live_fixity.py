@@ -21,6 +21,7 @@ from typing import Any, Dict, Iterator
 import pytest
 from harness import LiveHarness
 from scenarios import FIXTURES, drop, manifest
+from test_describe import validate_ro_crate
 from test_live import _available
 from test_live_families import CONFIG_FILE, VAULT, on_server_host, server_file
 
@@ -158,10 +159,11 @@ def test_a_periodic_run_is_bounded_and_finds_a_corruption(h: LiveHarness) -> Non
 
 
 # ====================================================================== self-describing snapshots (policy/describe.py)
-def test_a_complete_snapshot_describes_itself_and_an_older_one_gets_it(h: LiveHarness, tmp_path: Any) -> None:
+def test_a_complete_snapshot_describes_itself_and_an_older_one_gets_it(h: LiveHarness, tmp_path: Any,
+                                                                       monkeypatch: Any) -> None:
     """On the real zone: the two description files are in every new snapshot (handed over with it), agree
-    with the bytes and the AVUs, validate with `bagit` (laid out as a bag); the admin rule gives a snapshot
-    without them (here: their owner removed them) new ones, and a second call writes nothing."""
+    with the bytes and the AVUs, validate with `bagit` (laid out as a bag) and `roc-validator`; the admin rule
+    gives a snapshot without them (here: their owner removed them) new ones, and a second call writes nothing."""
     from policy import describe as D
 
     user, omero_user = h.researcher()
@@ -186,6 +188,11 @@ def test_a_complete_snapshot_describes_itself_and_an_older_one_gets_it(h: LiveHa
     (bag / "bagit.txt").write_text("BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n")
     (bag / "manifest-sha256.txt").write_text("".join("{}  data/{}\n".format(d, r) for r, d in sorted(listed.items())))
     bagit.Bag(str(bag)).validate()
+    copy = tmp_path / "copy"  # iget -r of the snapshot, as its owner would do
+    for rel, b in data.items():
+        os.makedirs(os.path.dirname(str(copy / rel)), exist_ok=True)
+        (copy / rel).write_bytes(b)
+    validate_ro_crate(str(copy), monkeypatch)
 
     owner = h._zone_as(user)  # the owner removes both files: the snapshot now looks like an older one
     for name in D.FILES:
