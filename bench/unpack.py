@@ -491,8 +491,9 @@ def live_archives(args: Any, work: str, pool: bytes) -> List[Tuple[str, str, Dic
         plan = [("many-small.tar", lambda p: write_many_small(p, total, pool)),
                 ("few-large.tar", lambda p: write_few_large(p, total, pool))]
     if not getattr(args, "no_hcs", False):
-        count = getattr(args, "hcs_members", None) or HCS_PLATE[0]
-        plan.append(("hcs-{}x64k.tar".format(count), lambda p: write_hcs_plate(p, pool, count)))
+        count = getattr(args, "hcs_members", None)
+        name = "hcs-5000x64k.tar" if count is None else "hcs-{}x64k.tar".format(count)  # the goal's, or a trial's
+        plan.append((name, lambda p: write_hcs_plate(p, pool, count)))
     out = []
     for name, writer in plan:
         path = os.path.join(work, name)
