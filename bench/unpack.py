@@ -727,7 +727,9 @@ def rule_stats(text: Optional[str], manifest_epoch: Optional[float]) -> Dict[str
     out: Dict[str, Any] = {"rule_unpack_s": doc.get("seconds"), "rule_phases": doc.get("phases"),
                            "rule_writers": doc.get("writers"), "agent_pid": doc.get("pid"),
                            "agent_peak_rss_mb": round(peak_kb / 1024, 1) if peak_kb else None,
-                           "agent_rss_at_end_mb": round(doc["vmrss_kb"] / 1024, 1) if doc.get("vmrss_kb") else None}
+                           "agent_rss_at_end_mb": round(doc["vmrss_kb"] / 1024, 1) if doc.get("vmrss_kb") else None,
+                           "agent_rss_at_start_mb": round(doc["vmrss_start_kb"] / 1024, 1)
+                           if doc.get("vmrss_start_kb") else None}
     out["rule_stats_doc"] = doc  # everything the rule recorded (e.g. its data-plane call counts)
     if manifest_epoch is not None and doc.get("started") is not None:
         out["manifest_to_unpack_start_s"] = round(float(doc["started"]) - manifest_epoch, 3)

@@ -343,6 +343,7 @@ class _Phases:
         self.started = time.time()
         self._t0 = self._last = time.perf_counter()
         self.phases: Dict[str, float] = {}
+        self.rss_start_kb = peak_rss().get("vmrss_kb")  # what the agent held before: the unpack's growth is apart
 
     def mark(self, name: str) -> None:
         now = self._time.perf_counter()
@@ -356,6 +357,8 @@ class _Phases:
                                "started": round(self.started, 3), "path": path, "writers": workers,
                                "members": members, "phases": self.phases}
         doc.update(peak_rss())
+        if self.rss_start_kb is not None:
+            doc["vmrss_start_kb"] = self.rss_start_kb
         return json.dumps(doc, sort_keys=True, separators=(",", ":"))
 
 

@@ -15,6 +15,7 @@ server whose python3 lacks python-irodsclient can still run it.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -57,11 +58,15 @@ def main() -> int:
         rule.write_text(text)
         os.chmod(rule, 0o644)
         t0 = time.time()
+        load_before = [round(x, 2) for x in os.getloadavg()]
         proc = _run(["irule", "-r", "irods_rule_engine_plugin-python-instance", "-F", str(rule)], check=False)
     sys.stdout.write(proc.stdout)
+    load_after = [round(x, 2) for x in os.getloadavg()]
+    print(json.dumps({"probe": "round12_driver", "plan": a.plan, "objects_per_step": a.n,
+                      "wall_s": round(time.time() - t0, 1), "load_average_before": load_before,
+                      "load_average_after": load_after}))
     if proc.returncode != 0 or proc.stderr.strip():
         sys.stderr.write("irule exit {}: {}\n".format(proc.returncode, proc.stderr.strip()))
-    sys.stderr.write("wall {:.1f} s\n".format(time.time() - t0))
     if a.remove_user:
         _run(["iadmin", "rmuser", a.user], check=False)
     return proc.returncode
