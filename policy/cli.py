@@ -369,7 +369,11 @@ def cmd_enrol(args: argparse.Namespace) -> int:
     return EXIT_OK if res.get("ok") else EXIT_REJECTED
 
 
-def _admin_command(rule: str, *fields: str) -> Any:
+def _admin_command(rule: str, *fields: str, acts: bool = False) -> Any:
+    """acts: the command runs a drop (reprocess, release): a drop that ends refused exits 1, as the README's
+    exit codes say, so a script sees that its release put the drop back into quarantine."""
+    rejected = ("unknown", "quarantined", "failed") if acts else ("unknown",)
+
     def run(args: argparse.Namespace) -> int:
         dep = _deployment(args)
         res = _admin_rule(dep, rule, *[getattr(args, f) for f in fields])
@@ -380,7 +384,7 @@ def _admin_command(rule: str, *fields: str) -> Any:
                 print("{:<4} {:<20} {}".format("ok" if c["ok"] else "FAIL", c["check"], c["detail"]))
         else:
             print("\n".join("{}: {}".format(k, v) for k, v in sorted(res.items()) if v not in (None, [])))
-        return EXIT_OK if res.get("ok", True) and res.get("status") not in ("unknown",) else EXIT_REJECTED
+        return EXIT_OK if res.get("ok", True) and res.get("status") not in rejected else EXIT_REJECTED
     return run
 
 
@@ -450,12 +454,12 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--force", dest="mode", action="store_const", const="force", default="normal",
                     help="take the drop's lock over even if its run still looks alive (only when it is dead)")
     common(rp)
-    rp.set_defaults(func=_admin_command("omero_snapshots_reprocess", "drop_id", "mode"))
+    rp.set_defaults(func=_admin_command("omero_snapshots_reprocess", "drop_id", "mode", acts=True))
 
     rl = sub.add_parser("release", help="move a quarantined drop back and process it again")
     rl.add_argument("drop_id")
     common(rl)
-    rl.set_defaults(func=_admin_command("omero_snapshots_release", "drop_id"))
+    rl.set_defaults(func=_admin_command("omero_snapshots_release", "drop_id", acts=True))
 
     pg = sub.add_parser("purge", help="delete a quarantined drop for good (needs --confirm purge:DROP_ID)")
     pg.add_argument("drop_id")

@@ -67,6 +67,7 @@ class SimCatalog:
         self.db.execute("PRAGMA journal_mode=WAL")
         # WAL + NORMAL: durable at checkpoints, like a catalog database's group commit; FULL would fsync per call.
         self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.create_function("pg_like", 2, pg_like, deterministic=True)  # genquery's LIKE (simzone.prep_types)
         self.db.executescript(_SCHEMA)
         row = self.db.execute("SELECT value FROM meta WHERE key='zone'").fetchone()
         self.fault_hook: Optional[FaultHook] = None
@@ -226,13 +227,23 @@ class SimCatalog:
         return int(orow[0]), int(orow[6] or 0)
 
     def hidden_from(self, user: str, path: str) -> bool:
-        """Whether a rodsuser sees this DATA OBJECT as missing through PREP (round 10: msiObjStat -310000,
-        open -358000, no genquery rows, exactly like a missing one) because it may not read it. A rodsadmin
-        sees everything. Collections are not hidden from msiObjStat (not observed); genquery hides them."""
-        orow = self._obj_row(path)
-        if orow is None or self._is_admin(user):
+        """Whether a rodsuser sees this path as missing through PREP because it may not read it. A rodsadmin
+        sees everything. Observed: a data object it may not read (round 10: msiObjStat -310000, open -358000,
+        msiDataObjChksum -808000, no genquery rows, exactly like a missing one); a data object it may read in
+        a collection it may not (round 11: no genquery row, msiDataObjChksum -808000; round 12: msiObjStat
+        -310000, open -358000, metadata -130000); a collection it may not read (round 11: msiObjStat -310000;
+        genquery hides it too). Other microservices on such a collection are not observed: they see it
+        missing here as well."""
+        if self._is_admin(user):
             return False
-        return self._access(user, D, int(orow[0])) < _rank(VISIBLE_LEVEL)
+        orow = self._obj_row(path)
+        if orow is not None:
+            if self._access(user, D, int(orow[0])) < _rank(VISIBLE_LEVEL):
+                return True
+            crow = self._coll_row(orow[1])
+            return crow is not None and self._access(user, C, int(crow[0])) < _rank(VISIBLE_LEVEL)
+        crow = self._coll_row(path)
+        return crow is not None and self._access(user, C, int(crow[0])) < _rank(VISIBLE_LEVEL)
 
     def visible_levels(self) -> List[str]:
         return list(LEVELS[_rank(VISIBLE_LEVEL):])
@@ -657,6 +668,23 @@ class SimCatalog:
 
     def close(self) -> None:
         self.db.close()
+
+
+def pg_like(value: Any, pattern: Any) -> bool:
+    """PostgreSQL's LIKE, which the catalog applies (round 12): '%' any run, '_' any one character, a backslash
+    escapes the next character (so 'b\\s' matches 'bs', not 'b\\s'), case-sensitive (SQLite's own LIKE is not)."""
+    if value is None or pattern is None:
+        return False
+    out, i, p = [], 0, str(pattern)
+    while i < len(p):
+        ch = p[i]
+        if ch == "\\" and i + 1 < len(p):
+            out.append(re.escape(p[i + 1]))
+            i += 2
+            continue
+        out.append(".*" if ch == "%" else "." if ch == "_" else re.escape(ch))
+        i += 1
+    return re.fullmatch("".join(out), str(value), re.S) is not None
 
 
 _SAFE = re.compile(r"^[A-Za-z0-9._@-]+$")

@@ -39,6 +39,7 @@ def test_install_script_sets_repo_and_replaces_the_restart() -> None:
     assert text.startswith("set -eE")
     upgrade = guide_blocks.script(blocks, "upgrade", "/r", "RESTART-HERE")
     assert "--upgrade" in upgrade and "iadmin mkuser omero-svc" not in upgrade
+    assert upgrade.index("--upgrade") < upgrade.index("RESTART-HERE")  # new code, then the restart
 
 
 def test_guide_restart_waits_for_the_process_not_the_pid_file() -> None:

@@ -120,6 +120,8 @@ def script(blocks: List[Block], mode: str, repo: str, restart: str) -> str:
     out = ["set -eE", "trap 'echo \"guide: FAILED in the block at docs/install.md:$GUIDE_LINE ($GUIDE_SECTION): "
            "$BASH_COMMAND\" >&2' ERR"]
     variables_set = False
+    if mode == "upgrade":  # step 11 ends "then restart (step 5)": the restart block goes after the upgrade's
+        blocks = [b for b in blocks if b.kind != "restart"] + [b for b in blocks if b.kind == "restart"]
     for b in blocks:
         is_vars = re.search(r"^REPO=", b.code, re.M) is not None
         if b.kind not in want and not is_vars:
