@@ -913,9 +913,9 @@ def format_live_table(rows: List[Dict[str, Any]]) -> str:
 
 
 LIVE_NOTES = """\
-- our path: what the snapshot reports (omero.snapshot.unpack_path). The bench cannot change the server's
-  configuration: to measure the other path, set "unpack": {"fast_path": "never"} (or "auto") in
-  /etc/irods/omero_snapshots/config.json on the server and run again.
+- our path: what the snapshot reports (omero.snapshot.unpack_path). To measure the other path, run with
+  --fast-path never (or auto) on the server's machine: the policy configuration (--server-config) is set for
+  the run and restored byte for byte afterwards; without it the configuration is left alone.
 - ours s incl.: from the manifest's close to the drop's final status (status admin rule polled every 0.5 s,
   so up to 0.5 s late); it includes the delay server's pickup (the policy's delay_seconds plus up to the
   delay server's sleep interval, 30 s on the docker/ stack). excl.: minus the queue wait, the middle of the
