@@ -331,10 +331,8 @@ class PrcZone:
         the open's condInput, round 12: `open_reg`), written through the raw handle: each write is exactly one
         DATA_OBJ_WRITE and no buffered wrapper adds seek round trips (issue 17's profile: 2 per member)."""
         self._call("create " + path, self.session.data_objects.create, path, force=False)
-        holder: List[Any] = []
-        buffered = self._call("open " + path, self.session.data_objects.open, path, "w", regChksum="",
-                              _raw_fd_holder=holder)
-        return _RawWriter(self, path, buffered, holder[-1] if holder else None)
+        buffered = self._call("open " + path, self.session.data_objects.open, path, "w", regChksum="")
+        return _RawWriter(self, path, buffered, _raw_of(buffered))
 
     def put_new(self, path: str, data: Any, sha256_hex: Optional[str] = None) -> None:
         """A NEW object holding `data`, in ONE request: DATA_OBJ_PUT with the bytes in the request (dataIncluded).
@@ -372,9 +370,8 @@ class PrcZone:
         """open_read for one long forward read in large blocks (the unpack's archive): through the raw handle,
         each readinto is one DATA_OBJ_READ straight into the caller's buffer; python-irodsclient's buffered
         handle adds a seek round trip to every read (issue 17's profile: 206 for the round-6 archive)."""
-        holder: List[Any] = []
-        buffered = self._call("open " + path, self.session.data_objects.open, path, "r", _raw_fd_holder=holder)
-        return _RawReader(self, path, buffered, holder[-1] if holder else None)
+        buffered = self._call("open " + path, self.session.data_objects.open, path, "r")
+        return _RawReader(self, path, buffered, _raw_of(buffered))
 
 
     # ------------------------------------------------------------------ batched listing, concurrent data plane
@@ -418,6 +415,13 @@ def _irods_sha2(sha256_hex: str) -> str:
     return "sha2:" + base64.b64encode(bytes.fromhex(sha256_hex)).decode("ascii")
 
 
+def _raw_of(buffered: Any) -> Any:
+    """python-irodsclient's raw handle under the buffered one it returns (io.BufferedRandom.raw), when it is the
+    data-object handle this module knows how to drive (descriptor and connection); else None."""
+    raw = getattr(buffered, "raw", None)
+    return raw if raw is not None and hasattr(raw, "desc") and hasattr(raw, "conn") else None
+
+
 def _request_with_bytes(conn: Any, body: Any, api: int, data: Any, message_class: Any) -> Any:
     """One API request whose byte buffer is `data`, sent without copying it; returns the reply.
 
@@ -450,7 +454,7 @@ class _RawWriter:
         self._zone, self._path, self._buffered, self._raw = zone, path, buffered, raw
 
     def write(self, data: Any) -> int:
-        if self._raw is None:  # a python-irodsclient without _raw_fd_holder: its buffered handle
+        if self._raw is None:  # not the raw handle this module knows: write through the buffered one
             return int(self._zone._call("write " + self._path, self._buffered.write, data))
         from irods.api_number import api_number
         from irods.message import OpenedDataObjRequest, StringStringMap, iRODSMessage

@@ -404,3 +404,78 @@ def test_the_streaming_path_makes_about_one_catalog_call_per_member(tmp_path: An
         return sum(v - before.get(k, 0) for k, v in d.catalog.calls.items() if k != "write")
     per_member = (calls(110, "b") - calls(10, "a")) / 100
     assert per_member <= 1.05, per_member
+
+
+class _Raw:
+    def __init__(self, conn: _Conn) -> None:
+        self.conn, self.desc, self.closed, self.read_sizes = conn, 7, False, []  # type: ignore[var-annotated]
+        self.left = 10
+
+    def readinto(self, b: Any) -> int:
+        self.read_sizes.append(len(b))
+        n = min(len(b), self.left)
+        self.left -= n
+        return n
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class _Buffered:
+    def __init__(self, raw: _Raw) -> None:
+        self.raw, self.closed = raw, False
+
+    def close(self) -> None:
+        self.closed = True
+
+    def seek(self, *a: Any) -> None:
+        raise AssertionError("the buffered handle must not be used: its seeks are round trips")
+
+    write = read = readinto = seek
+
+
+class _OpenSession(_Session):
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: List[Tuple[Any, ...]] = []
+        self.conn = _Conn(None)
+        session = self
+
+        class Objs:
+            def create(self, path: str, force: Any = None) -> None:
+                session.calls.append(("create", path, force))
+
+            def open(self, path: str, mode: str, **options: Any) -> _Buffered:
+                session.calls.append(("open", path, mode, options))
+                session.buffered = _Buffered(_Raw(session.conn))
+                return session.buffered
+        self.data_objects = Objs()
+
+
+def test_prc_large_member_registers_its_checksum_at_close_and_writes_each_chunk_in_one_request() -> None:
+    pytest.importorskip("irods")
+    from policy.prc_zone import PrcZone
+
+    s = _OpenSession()
+    w = PrcZone(s).open_new_checksummed("/z/c/big")
+    chunk = memoryview(os.urandom(3000))
+    assert w.write(chunk) == 0  # the reply's int_info (the fake answers 0)
+    w.close()
+    assert s.calls == [("create", "/z/c/big", False), ("open", "/z/c/big", "w", {"regChksum": ""})]
+    fields, _, payload = _request(bytes(s.conn.socket.sent))
+    assert fields["intInfo"] == "676"  # DATA_OBJ_WRITE_AN
+    assert payload == bytes(chunk)
+    assert s.buffered.raw.closed and s.buffered.closed
+
+
+def test_prc_archive_stream_reads_through_the_raw_handle() -> None:
+    pytest.importorskip("irods")
+    from policy.prc_zone import PrcZone
+
+    s = _OpenSession()
+    with PrcZone(s).open_stream("/z/c/a.tar") as r:
+        buf = bytearray(8)
+        assert r.readinto(buf) == 8 and r.readinto(buf) == 2 and r.readinto(buf) == 0
+        assert not r.seekable()
+    assert s.calls == [("open", "/z/c/a.tar", "r", {})]
+    assert s.buffered.raw.read_sizes == [8, 8, 8] and s.buffered.raw.closed and s.buffered.closed
