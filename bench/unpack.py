@@ -288,6 +288,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     live.add_argument("--runs", type=int, default=None, help="live: runs of each measurement per archive "
                       "(default 1); medians are reported")
     live.add_argument("--no-hcs", action="store_true", help="live: skip the HCS-plate archive (5,000 x 64 KiB)")
+    live.add_argument("--hcs-members", type=int, default=None, help="live: files in the HCS-plate archive (default "
+                      "5,000; fewer for a short profiling run, not for the goal)")
+    live.add_argument("--fast-path", choices=("auto", "never"), default=None, help="live: set unpack.fast_path in "
+                      "the server's policy configuration (--server-config, a file on THIS machine) for the run and "
+                      "restore the file byte for byte afterwards (default: leave the configuration alone)")
+    live.add_argument("--server-config", default=SERVER_CONFIG, help="live: the policy configuration --fast-path "
+                      "edits (default {})".format(SERVER_CONFIG))
     live.add_argument("--timeout", type=float, default=LIVE_TIMEOUT_S, help="live: seconds a drop may take to "
                       "reach its final status (default {:.0f})".format(LIVE_TIMEOUT_S))
     args = ap.parse_args(argv)
@@ -296,9 +303,11 @@ def main(argv: Optional[List[str]] = None) -> int:
             ap.error("--round6 and --size-mb exclude each other")
         if args.runs is not None and args.runs < 1:
             ap.error("--runs must be at least 1")
+        if args.hcs_members is not None and args.hcs_members < 1:
+            ap.error("--hcs-members must be at least 1")
         return live_main(args, argv)
-    if args.round6 or args.runs is not None or args.no_hcs:
-        ap.error("--round6, --runs and --no-hcs apply to --live only")
+    if args.round6 or args.runs is not None or args.no_hcs or args.hcs_members is not None or args.fast_path:
+        ap.error("--round6, --runs, --no-hcs, --hcs-members and --fast-path apply to --live only")
     if args.size_mb is None:
         args.size_mb = 1024
 
@@ -482,7 +491,9 @@ def live_archives(args: Any, work: str, pool: bytes) -> List[Tuple[str, str, Dic
         plan = [("many-small.tar", lambda p: write_many_small(p, total, pool)),
                 ("few-large.tar", lambda p: write_few_large(p, total, pool))]
     if not getattr(args, "no_hcs", False):
-        plan.append(("hcs-5000x64k.tar", lambda p: write_hcs_plate(p, pool)))
+        count = getattr(args, "hcs_members", None)
+        name = "hcs-5000x64k.tar" if count is None else "hcs-{}x64k.tar".format(count)  # the goal's, or a trial's
+        plan.append((name, lambda p: write_hcs_plate(p, pool, count)))
     out = []
     for name, writer in plan:
         path = os.path.join(work, name)
@@ -659,6 +670,47 @@ def run_ours(h: Any, archive: str, info: Dict[str, Any], sha256: str, omero_user
 
 
 UNPACK_STATS = "omero.snapshot.unpack_stats"
+SERVER_CONFIG = "/etc/irods/omero_snapshots/config.json"
+
+
+class ServerConfigEdit:
+    """unpack.fast_path set in the server's policy configuration for one run, the file restored byte for byte
+    (content, mode, owner, times) on exit: the policy re-reads config.json when it changes, so no restart."""
+
+    def __init__(self, path: str, fast_path: Optional[str]) -> None:
+        self.path, self.fast_path = path, fast_path
+        self._saved: Optional[bytes] = None
+        self._stat: Any = None
+
+    def __enter__(self) -> "ServerConfigEdit":
+        if self.fast_path is None:
+            return self
+        with open(self.path, "rb") as f:
+            self._saved = f.read()
+        self._stat = os.stat(self.path)
+        doc = json.loads(self._saved.decode("utf-8"))
+        doc.setdefault("unpack", {})["fast_path"] = self.fast_path
+        self._write(json.dumps(doc, indent=4).encode("utf-8") + b"\n")
+        return self
+
+    def _write(self, data: bytes) -> None:
+        tmp = self.path + ".bench-tmp"
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, self._stat.st_mode & 0o7777)
+        if hasattr(os, "chown"):
+            try:
+                os.chown(tmp, self._stat.st_uid, self._stat.st_gid)
+            except PermissionError:
+                pass
+        os.replace(tmp, self.path)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._saved is None:
+            return
+        self._write(self._saved)
+        os.utime(self.path, ns=(self._stat.st_atime_ns, self._stat.st_mtime_ns))
+        self._saved = None
 
 
 def rule_stats(text: Optional[str], manifest_epoch: Optional[float]) -> Dict[str, Any]:
@@ -675,7 +727,10 @@ def rule_stats(text: Optional[str], manifest_epoch: Optional[float]) -> Dict[str
     out: Dict[str, Any] = {"rule_unpack_s": doc.get("seconds"), "rule_phases": doc.get("phases"),
                            "rule_writers": doc.get("writers"), "agent_pid": doc.get("pid"),
                            "agent_peak_rss_mb": round(peak_kb / 1024, 1) if peak_kb else None,
-                           "agent_rss_at_end_mb": round(doc["vmrss_kb"] / 1024, 1) if doc.get("vmrss_kb") else None}
+                           "agent_rss_at_end_mb": round(doc["vmrss_kb"] / 1024, 1) if doc.get("vmrss_kb") else None,
+                           "agent_rss_at_start_mb": round(doc["vmrss_start_kb"] / 1024, 1)
+                           if doc.get("vmrss_start_kb") else None}
+    out["rule_stats_doc"] = doc  # everything the rule recorded (e.g. its data-plane call counts)
     if manifest_epoch is not None and doc.get("started") is not None:
         out["manifest_to_unpack_start_s"] = round(float(doc["started"]) - manifest_epoch, 3)
     return out
@@ -858,9 +913,9 @@ def format_live_table(rows: List[Dict[str, Any]]) -> str:
 
 
 LIVE_NOTES = """\
-- our path: what the snapshot reports (omero.snapshot.unpack_path). The bench cannot change the server's
-  configuration: to measure the other path, set "unpack": {"fast_path": "never"} (or "auto") in
-  /etc/irods/omero_snapshots/config.json on the server and run again.
+- our path: what the snapshot reports (omero.snapshot.unpack_path). To measure the other path, run with
+  --fast-path never (or auto) on the server's machine: the policy configuration (--server-config) is set for
+  the run and restored byte for byte afterwards; without it the configuration is left alone.
 - ours s incl.: from the manifest's close to the drop's final status (status admin rule polled every 0.5 s,
   so up to 0.5 s late); it includes the delay server's pickup (the policy's delay_seconds plus up to the
   delay server's sleep interval, 30 s on the docker/ stack). excl.: minus the queue wait, the middle of the
@@ -955,7 +1010,8 @@ def live_main(args: Any, argv: Optional[List[str]]) -> int:
             setup_error = "could not create and enrol a test user: {}: {}".format(type(e).__name__, e)
         else:
             print("enrolled test user {} (OMERO {}@{})".format(user, omero_user, h.omero_server), file=sys.stderr)
-            rows = measure_live(h, args, work, omero_user, runs)
+            with ServerConfigEdit(args.server_config, args.fast_path):
+                rows = measure_live(h, args, work, omero_user, runs)
     finally:
         try:
             h.close()
@@ -976,7 +1032,7 @@ def live_main(args: Any, argv: Optional[List[str]]) -> int:
     os.makedirs(args.out, exist_ok=True)
     given = argv if argv is not None else sys.argv[1:]
     label = "round6" if args.size_mb is None else "{}mb".format(args.size_mb)
-    doc = {"started": started, "mode": "live", "archives": label, "runs": runs,
+    doc = {"started": started, "mode": "live", "archives": label, "runs": runs, "fast_path_set": args.fast_path,
            "command": " ".join(["python", "bench/unpack.py"] + list(given)), "python": sys.version.split()[0],
            "zone": h.zone_name, "service_account": h.service_account, "landing": h.landing,
            "poll_interval_s": LIVE_POLL_S, "rows": rows, "table": table, "notes": LIVE_NOTES,

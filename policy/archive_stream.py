@@ -67,7 +67,13 @@ _AE_IFSOCK = 0o140000
 
 
 class MemberSink(Protocol):
-    """Where unpacked members go (iRODS in production, a dict or a directory in tests)."""
+    """Where unpacked members go (iRODS in production, a dict or a directory in tests).
+
+    A sink may also offer `put_member(relpath, data, sha256_hex)`: a member whose bytes were all read
+    (and checked) into one buffer is then written in ONE call instead of open/write/close (on a real
+    server one request instead of about twelve round trips, bench/README.md "Issue 17"). The pass uses
+    it for every member smaller than its write buffer; an attribute set to None means "not offered".
+    """
 
     def open_member(self, relpath: str, size: int) -> BinaryIO:
         """A writable stream for a new member; the caller closes it. size is -1 if unknown."""
@@ -88,6 +94,9 @@ class ParallelMemberSink(MemberSink, Protocol):
     def prepare_member(self, relpath: str, size: int) -> None: ...
 
     def open_prepared(self, relpath: str, size: int) -> BinaryIO: ...
+
+    # optional, like MemberSink.put_member: `put_prepared(relpath, data, sha256_hex)` on a writer thread, for
+    # a member prepared on the reading thread and held whole
 
 
 @dataclass
@@ -232,8 +241,8 @@ def stream_unpack(
     writers > 1 (and a sink with prepare_member/open_prepared, see
     ParallelMemberSink): members are written by that many writer threads
     (policy.parallel_write), the reading and every decision staying on this
-    thread and in this order; at most max_buffered bytes (default 2 x writers
-    x write_chunk) wait for a writer. The pass returns only after every
+    thread and in this order; at most max_buffered bytes (default (writers + 1)
+    x write_chunk) are read ahead for the writers. The pass returns only after every
     writer stopped.
     """
     if write_chunk <= 0 or block_size <= 0 or writers <= 0:
@@ -492,6 +501,9 @@ class _Pass:
     def copy_member(self, ffi: Any, archive_p: Any, info: MemberInfo) -> bool:
         if self.pool is not None:
             return self.copy_member_parallel(ffi, archive_p, info)
+        put = getattr(self.sink, "put_member", None) if self.sink is not None else None
+        if put is not None and 0 <= info.size < len(self.buf):
+            return self.copy_member_whole(ffi, archive_p, info, put)
         relpath = normalise_member_path(info.path)
         out: Optional[BinaryIO] = None
         if self.sink is not None:
@@ -536,6 +548,48 @@ class _Pass:
         self.report.total_bytes += got
         return True
 
+    def copy_member_whole(self, ffi: Any, archive_p: Any, info: MemberInfo,
+                          put: Callable[[str, memoryview, str], None]) -> bool:
+        """A member smaller than the write buffer: read ALL of it and check its size, then write it in one call.
+
+        Nothing of it reaches the sink before its last byte was read and checked; a member holding more
+        bytes than its header declares is refused as soon as the buffer is full.
+        """
+        relpath = normalise_member_path(info.path)
+        sha = hashlib.sha256()
+        view = memoryview(self.buf)
+        cap = len(self.buf)
+        got = 0
+        try:
+            while True:
+                want = min(cap - got, self.block_size)
+                if want == 0:  # more bytes than the header declares (which is < cap)
+                    self.refuse(_size_mismatch(info, got))
+                    return False
+                n = ffi.read_data(archive_p, ctypes.c_void_p(self._base + got), want)
+                if n < 0:
+                    self.refuse(_data_warning(ffi, archive_p, info))
+                    return False
+                if n == 0:
+                    break
+                sha.update(view[got : got + n])
+                got += n
+                refusal = self.scanner.note_bytes(n) or self.scanner.check_ratio(self.reader.bytes_read)
+                if refusal is not None:
+                    self.refuse(refusal)
+                    return False
+            if got != info.size:
+                self.refuse(_size_mismatch(info, got))
+                return False
+            digest = sha.hexdigest()
+            self.report.partial = relpath
+            put(relpath, view[:got], digest)
+        finally:
+            view.release()
+        self.report.partial = None
+        self.report.members.append(MemberResult(path=relpath, size=got, sha256=digest))
+        self.report.total_bytes += got
+        return True
 
     def copy_member_parallel(self, ffi: Any, archive_p: Any, info: MemberInfo) -> bool:
         """copy_member with the writes handed to the pool: the same reads, checks and order.
@@ -584,10 +638,15 @@ class _Pass:
             if info.size >= 0 and got != info.size:
                 self.refuse(_size_mismatch(info, got))
                 return False
-            if fill:
+            digest = sha.hexdigest()
+            if pool.put_member is not None and not job.queued:  # held whole: one call (an empty member too)
                 handed, chunk = chunk, None
-                pool.feed(job, handed, fill)
-            pool.finish(job)  # an empty member: its writer creates it and closes it
+                pool.put_whole(job, handed, fill, digest)
+            else:
+                if fill:
+                    handed, chunk = chunk, None
+                    pool.feed(job, handed, fill)
+                pool.finish(job)  # an empty member: its writer creates it and closes it
             ok = True
         finally:
             if chunk is not None:
@@ -595,7 +654,7 @@ class _Pass:
             if not ok:
                 pool.abort(job)
         self.report.partial = None
-        self.report.members.append(MemberResult(path=relpath, size=got, sha256=sha.hexdigest()))
+        self.report.members.append(MemberResult(path=relpath, size=got, sha256=digest))
         self.report.total_bytes += got
         return True
 
@@ -648,7 +707,7 @@ def _run(
     if writers > 1 and open_prepared is not None and getattr(sink, "prepare_member", None) is not None:
         from policy.parallel_write import WriterPool
 
-        pool = WriterPool(open_prepared, writers, buf_size, max_buffered)
+        pool = WriterPool(open_prepared, writers, buf_size, max_buffered, getattr(sink, "put_prepared", None))
         buf_size = 1  # this thread's own buffer is not used for member bytes
     state = _Pass(src, sink, limits, buf_size, block_size, pool)
     try:

@@ -12,12 +12,17 @@ What stays exactly as in the one-writer pass (policy.archive_stream):
   only after all of its bytes were read and its size checked;
 - a member is written by one writer, its chunks in order; a large member is streamed in chunks, never
   held whole;
-- memory is bounded: the reader blocks while `max_buffered` bytes are waiting for writers;
+- memory is bounded: the reader blocks while `max_buffered` bytes (default (writers + 1) chunks) are
+  taken and not yet written;
 - the pass does not return (refusal, error or success) before every writer has stopped, so a caller's
   rollback sees everything that was written and nothing is written after it.
 
 The writers open objects through a callable the caller supplies (in production python-irodsclient's
-data_objects.create/open over the session's connection pool: one connection per open object).
+data_objects.create/open over the session's connection pool: one connection per open object). A member
+whose bytes were all read into ONE buffer (every member smaller than a chunk) goes out through
+`put_member` instead, when the caller supplies it: one request that creates the object (never over an
+existing one), writes the bytes and has iRODS verify our sha256 (policy.prc_zone.PrcZone.put_new): on a
+real server that is 1 round trip per member instead of about 12 (bench/README.md, "Issue 17").
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import ctypes
 import queue
 import threading
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
-from typing import Any, BinaryIO, Callable, Iterable, List, Optional, Set, TypeVar
+from typing import Any, BinaryIO, Callable, Iterable, List, Optional, Set, Tuple, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -52,26 +57,42 @@ class Chunk:
 
 
 class MemberJob:
-    """One member on its way to a writer: its chunks, in order, then END (or ABORT)."""
+    """One member on its way to a writer: its chunks, in order, then END (or ABORT); or, for a member held
+    whole, `whole` = (chunk, byte count, sha256 hex) and END."""
 
     def __init__(self, relpath: str, size: int) -> None:
         self.relpath = relpath
         self.size = size
         self.items: "queue.SimpleQueue[Any]" = queue.SimpleQueue()
         self.queued = False
+        self.whole: Optional[Tuple[Chunk, int, str]] = None
+
+
+def default_max_buffered(workers: int, chunk_size: int) -> int:
+    """Bytes read ahead for the writers: one chunk per writer plus one being filled.
+
+    That keeps every writer busy (each holds at most one chunk at a time) and is what the agent's resident
+    size grows by, above its own, during an unpack: (writers + 1) x 4 MiB, 20 MiB for the default 4
+    writers (docs/schemas.md, unpack.parallel_writers). Twice as much (the first version) bought no speed
+    on a real server (issue 17: the writers, not the reader, are the bottleneck) and cost 12-16 MB of RSS.
+    """
+    return (workers + 1) * chunk_size
 
 
 class WriterPool:
     """`workers` writer threads fed by the one reading thread (see the module docstring)."""
 
     def __init__(self, open_member: Callable[[str, int], BinaryIO], workers: int, chunk_size: int,
-                 max_buffered: Optional[int] = None) -> None:
+                 max_buffered: Optional[int] = None,
+                 put_member: Optional[Callable[[str, memoryview, str], None]] = None) -> None:
         if workers < 1 or chunk_size < 1:
             raise ValueError("workers and chunk_size must be positive")
         self.open_member = open_member
+        self.put_member = put_member
         self.workers = workers
         self.chunk_size = chunk_size
-        self.max_buffered = max(chunk_size, max_buffered if max_buffered is not None else 2 * workers * chunk_size)
+        self.max_buffered = max(chunk_size, max_buffered if max_buffered is not None
+                                else default_max_buffered(workers, chunk_size))
         self._jobs: "queue.SimpleQueue[Optional[MemberJob]]" = queue.SimpleQueue()
         self._cond = threading.Condition()
         self._held = 0  # bytes of chunks taken and not yet released
@@ -111,6 +132,16 @@ class WriterPool:
         """The next `n` bytes of the member (the chunk now belongs to its writer)."""
         self._raise_if_failed()
         job.items.put((chunk, n))
+        self._dispatch(job)
+
+    def put_whole(self, job: MemberJob, chunk: Chunk, n: int, sha256: str) -> None:
+        """The member's `n` bytes, all of them read and checked, in one chunk: its writer puts them in one call
+        (only when the pool has put_member and nothing of the member was fed before)."""
+        self._raise_if_failed()
+        if self.put_member is None or job.queued:
+            raise ValueError("put_whole needs put_member and a member nothing was fed of")
+        job.whole = (chunk, n, sha256)
+        job.items.put(_END)
         self._dispatch(job)
 
     def finish(self, job: MemberJob) -> None:
@@ -179,6 +210,9 @@ class WriterPool:
             if self.error is not None:
                 self._drain(job)
                 continue
+            if job.whole is not None:
+                self._put(job)
+                continue
             out: Optional[BinaryIO] = None
             ended = False  # the job's END/ABORT was consumed
             try:
@@ -210,6 +244,30 @@ class WriterPool:
                         pass
                 if not ended:
                     self._drain(job)  # the reader always ends a dispatched job with END or ABORT
+
+
+    def _put(self, job: MemberJob) -> None:
+        """A member held whole: one put_member call, the chunk released afterwards, the END consumed."""
+        assert job.whole is not None and self.put_member is not None
+        chunk, n, sha256 = job.whole
+        job.whole = None
+        job.items.get()  # its END: nothing else is ever queued for a whole member
+        try:
+            if self.error is None:
+                with self._cond:
+                    self._open.add(job.relpath)
+                    self.opened += 1
+                view = memoryview(chunk.buf)
+                try:
+                    self.put_member(job.relpath, view[:n], sha256)
+                finally:
+                    view.release()
+                with self._cond:
+                    self._open.discard(job.relpath)
+        except BaseException as exc:  # noqa: BLE001 - handed to the reading thread by close()/take()
+            self._fail(exc, job.relpath)
+        finally:
+            self._release(chunk)
 
 
 def write_all(out: BinaryIO, data: memoryview) -> None:

@@ -13,8 +13,10 @@ where only the save path is installed.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from typing import Any, BinaryIO, Dict, List, Optional, Sequence, Set, Tuple, Type
+import threading
+from typing import Any, BinaryIO, Dict, Iterator, List, Optional, Sequence, Set, Tuple, Type
 
 from policy.errors import IrodsError, error_for
 from policy.zone import COLLECTION, DATA_OBJECT, Ace, Avu, Listing, MetaOp, Stat
@@ -74,6 +76,25 @@ class PrcZone:
         self.session = session
         self.zone_name = zone_name or session.zone
         self.user = getattr(session, "client_user", None) or session.username
+        self._paging_lock = threading.Lock()
+        self._paging: Any = None
+
+    @contextlib.contextmanager
+    def _one_connection(self) -> Iterator[Any]:
+        """A session for queries that may need more than one page, used by one query at a time.
+
+        python-irodsclient takes a connection from its pool for EACH page of a query; once the writers
+        have left several connections in the pool, the next page may go to another agent than the one
+        holding the query, and iRODS 5.0.2 answers that with an agent crash (round 12: a 500-row query
+        after 4-thread writes fails with NetworkException, the server logs an agent stack trace; with
+        one pooled connection the same query returns its rows). A clone of the session, never used by
+        two threads at once, always has exactly one connection.
+        """
+        with self._paging_lock:
+            if self._paging is None:
+                clone = getattr(self.session, "clone", None)
+                self._paging = clone() if clone is not None else self.session
+            yield self._paging
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -87,6 +108,9 @@ class PrcZone:
         return cls(iRODSSession(**kwargs))
 
     def close(self) -> None:
+        if self._paging is not None and self._paging is not self.session:
+            self._paging.cleanup()
+        self._paging = None
         self.session.cleanup()
 
     # ------------------------------------------------------------------ helpers
@@ -208,15 +232,17 @@ class PrcZone:
         return str(self._call("checksum " + path, self.session.data_objects.chksum, path))
 
     def list_collection(self, path: str) -> Listing:
-        coll = self._coll(path)
+        self._coll(path)
 
         def read() -> Listing:
-            return Listing(collections=sorted(c.path for c in coll.subcollections),
+            with self._one_connection() as s:
+                coll = s.collections.get(path)
+                return Listing(collections=sorted(c.path for c in coll.subcollections),
                            data_objects=sorted((Stat(path=o.path, kind=DATA_OBJECT, size=int(o.size or 0),
                                                      checksum=o.checksum or None,
                                                      owner=getattr(o, "owner_name", None),
                                                      modify_time=_epoch(getattr(o, "modify_time", None)))
-                                                for o in coll.data_objects), key=lambda s: s.path))
+                                                for o in coll.data_objects), key=lambda st: st.path))
         return self._call("list " + path, read)
 
     def walk(self, top: str) -> List[Tuple[str, str]]:
@@ -235,13 +261,14 @@ class PrcZone:
 
         def read() -> List[Tuple[str, str]]:
             out: Set[Tuple[str, str]] = set()
-            for cond in (Collection.name == top, Like(Collection.name, prefix + "%")):
-                for r in self.session.query(Collection.name).filter(cond):
-                    if below(r[Collection.name]):
-                        out.add((r[Collection.name], COLLECTION))
-                for r in self.session.query(Collection.name, DataObject.name).filter(cond):
-                    if below(r[Collection.name]):
-                        out.add((r[Collection.name].rstrip("/") + "/" + r[DataObject.name], DATA_OBJECT))
+            with self._one_connection() as s:
+                for cond in (Collection.name == top, Like(Collection.name, prefix + "%")):
+                    for r in s.query(Collection.name).filter(cond):
+                        if below(r[Collection.name]):
+                            out.add((r[Collection.name], COLLECTION))
+                    for r in s.query(Collection.name, DataObject.name).filter(cond):
+                        if below(r[Collection.name]):
+                            out.add((r[Collection.name].rstrip("/") + "/" + r[DataObject.name], DATA_OBJECT))
             return sorted(out)
         return self._call("walk " + top, read)
 
@@ -249,13 +276,14 @@ class PrcZone:
         from irods.models import Collection, CollectionMeta, DataObject, DataObjectMeta
 
         def read() -> List[str]:
-            if kind == COLLECTION:
-                q = self.session.query(Collection.name).filter(CollectionMeta.name == attribute) \
-                    .filter(CollectionMeta.value == value)
-                return sorted({r[Collection.name] for r in q})
-            q = self.session.query(Collection.name, DataObject.name).filter(DataObjectMeta.name == attribute) \
-                .filter(DataObjectMeta.value == value)
-            return sorted({r[Collection.name] + "/" + r[DataObject.name] for r in q})
+            with self._one_connection() as s:
+                if kind == COLLECTION:
+                    q = s.query(Collection.name).filter(CollectionMeta.name == attribute) \
+                        .filter(CollectionMeta.value == value)
+                    return sorted({r[Collection.name] for r in q})
+                q = s.query(Collection.name, DataObject.name).filter(DataObjectMeta.name == attribute) \
+                    .filter(DataObjectMeta.value == value)
+                return sorted({r[Collection.name] + "/" + r[DataObject.name] for r in q})
         return self._call("query " + attribute, read)
 
     def user_type(self, name: str) -> Optional[str]:
@@ -298,6 +326,53 @@ class PrcZone:
         self._call("create " + path, self.session.data_objects.create, path, force=False)
         return self._call("open " + path, self.session.data_objects.open, path, "w")
 
+    def open_new_checksummed(self, path: str) -> "_RawWriter":
+        """open_new, with iRODS computing and registering the object's checksum when it is closed (regChksum in
+        the open's condInput, round 12: `open_reg`), written through the raw handle: each write is exactly one
+        DATA_OBJ_WRITE and no buffered wrapper adds seek round trips (issue 17's profile: 2 per member)."""
+        self._call("create " + path, self.session.data_objects.create, path, force=False)
+        buffered = self._call("open " + path, self.session.data_objects.open, path, "w", regChksum="")
+        return _RawWriter(self, path, buffered, _raw_of(buffered))
+
+    def put_new(self, path: str, data: Any, sha256_hex: Optional[str] = None) -> None:
+        """A NEW object holding `data`, in ONE request: DATA_OBJ_PUT with the bytes in the request (dataIncluded).
+
+        What the server does with it (iRODS 5.0.2 single_buffer_put; round 12 records every case): it refuses
+        an existing path (OVERWRITE_WITHOUT_FORCE_FLAG, -312000, the object untouched: no forceFlag is ever
+        sent), a missing collection (-814000); it writes, computes the checksum and, with verifyChksum (our
+        sha256 of the bytes), compares: a mismatch is USER_CHKSUM_MISMATCH (-314000) and leaves the object
+        stale. Otherwise the checksum is registered (regChksum). One round trip where create + open + write +
+        close + chksum took about twelve; python-irodsclient has no call for it (its put() opens and writes),
+        so the request is built from its message classes.
+        """
+        if len(data) > SINGLE_BUFFER_MAX:
+            raise ValueError("put_new takes at most {} bytes in one request".format(SINGLE_BUFFER_MAX))
+        from irods.api_number import api_number
+        from irods.message import FileOpenRequest, StringStringMap, iRODSMessage
+
+        options = {"dataIncluded": "", "dataSize": str(len(data)), "dataType": "generic"}
+        if sha256_hex:
+            options["verifyChksum"] = _irods_sha2(sha256_hex)
+        else:
+            options["regChksum"] = ""
+        resource = getattr(self.session, "default_resource", None)
+        if resource:  # where python-irodsclient's own create/open would put it
+            options["destRescName"] = resource
+        body = FileOpenRequest(objPath=path, createMode=0o644, openFlags=0, offset=0, dataSize=len(data),
+                               numThreads=0, oprType=1, KeyValPair_PI=StringStringMap(options))  # 1: PUT_OPR
+
+        def send() -> None:
+            with self.session.pool.get_connection() as conn:
+                _request_with_bytes(conn, body, api_number["DATA_OBJ_PUT_AN"], data, iRODSMessage)
+        self._call("put " + path, send)
+
+    def open_stream(self, path: str) -> "_RawReader":
+        """open_read for one long forward read in large blocks (the unpack's archive): through the raw handle,
+        each readinto is one DATA_OBJ_READ straight into the caller's buffer; python-irodsclient's buffered
+        handle adds a seek round trip to every read (issue 17's profile: 206 for the round-6 archive)."""
+        buffered = self._call("open " + path, self.session.data_objects.open, path, "r")
+        return _RawReader(self, path, buffered, _raw_of(buffered))
+
 
     # ------------------------------------------------------------------ batched listing, concurrent data plane
     def concurrent_plane(self) -> "PrcZone":
@@ -316,19 +391,123 @@ class PrcZone:
 
         def read() -> Dict[str, Tuple[int, str]]:
             out: Dict[str, Tuple[int, str]] = {}
-            for cond in (Collection.name == top, Like(Collection.name, prefix + "%")):
-                q = self.session.query(Collection.name, DataObject.name, DataObject.size,
-                                       DataObject.checksum).filter(cond)
-                for r in q:
-                    c = r[Collection.name]
-                    if c != top and not c.startswith(prefix):
-                        continue
-                    path = c.rstrip("/") + "/" + r[DataObject.name]
-                    chk = r[DataObject.checksum] or ""
-                    if path not in out or (chk and not out[path][1]):
-                        out[path] = (int(r[DataObject.size] or 0), chk)
+            with self._one_connection() as s:
+                for cond in (Collection.name == top, Like(Collection.name, prefix + "%")):
+                    q = s.query(Collection.name, DataObject.name, DataObject.size, DataObject.checksum).filter(cond)
+                    for r in q:
+                        c = r[Collection.name]
+                        if c != top and not c.startswith(prefix):
+                            continue
+                        path = c.rstrip("/") + "/" + r[DataObject.name]
+                        chk = r[DataObject.checksum] or ""
+                        if path not in out or (chk and not out[path][1]):
+                            out[path] = (int(r[DataObject.size] or 0), chk)
             return out
         return self._call("list " + top, read)
+
+SINGLE_BUFFER_MAX = 32 << 20  # iRODS' default maximum_size_for_single_buffer_in_megabytes
+
+
+def _irods_sha2(sha256_hex: str) -> str:
+    """iRODS' spelling of a sha256: 'sha2:' + base64 of the digest."""
+    import base64
+
+    return "sha2:" + base64.b64encode(bytes.fromhex(sha256_hex)).decode("ascii")
+
+
+def _raw_of(buffered: Any) -> Any:
+    """python-irodsclient's raw handle under the buffered one it returns (io.BufferedRandom.raw), when it is the
+    data-object handle this module knows how to drive (descriptor and connection); else None."""
+    raw = getattr(buffered, "raw", None)
+    return raw if raw is not None and hasattr(raw, "desc") and hasattr(raw, "conn") else None
+
+
+def _request_with_bytes(conn: Any, body: Any, api: int, data: Any, message_class: Any) -> Any:
+    """One API request whose byte buffer is `data`, sent without copying it; returns the reply.
+
+    python-irodsclient's send() packs header, message and bytes into one new bytes object, and its write()
+    first copies a memoryview to bytes: two copies of every member in flight, per writer (the agent's peak
+    RSS, issue 17). Here the header and message go out first, then the caller's buffer as it is, on the
+    same socket, in the protocol's order (MsgHeader_PI, message, error, bytes). A failed send drops the
+    connection from the pool, as python-irodsclient does.
+    """
+    from irods.exception import NetworkException
+
+    main = message_class.encode_unicode(body.pack())
+    view = memoryview(data).cast("B")
+    head = message_class.pack_header("RODS_API_REQ", len(main), 0, len(view), api)
+    try:
+        conn.socket.sendall(head + main)
+        if len(view):
+            conn.socket.sendall(view)
+    except OSError:
+        conn.release(True)
+        raise NetworkException("Unable to send message") from None
+    return conn.recv()
+
+
+class _RawWriter:
+    """Writes straight to python-irodsclient's raw handle (one DATA_OBJ_WRITE per write, the caller's buffer
+    sent as it is); closing it closes the replica, which registers the checksum the open asked for."""
+
+    def __init__(self, zone: PrcZone, path: str, buffered: Any, raw: Any) -> None:
+        self._zone, self._path, self._buffered, self._raw = zone, path, buffered, raw
+
+    def write(self, data: Any) -> int:
+        if self._raw is None:  # not the raw handle this module knows: write through the buffered one
+            return int(self._zone._call("write " + self._path, self._buffered.write, data))
+        from irods.api_number import api_number
+        from irods.message import OpenedDataObjRequest, StringStringMap, iRODSMessage
+
+        raw = self._raw
+        body = OpenedDataObjRequest(l1descInx=raw.desc, len=len(data), whence=0, oprType=0, offset=0,
+                                    bytesWritten=0, KeyValPair_PI=StringStringMap())
+        reply = self._zone._call("write " + self._path, _request_with_bytes, raw.conn, body,
+                                 api_number["DATA_OBJ_WRITE_AN"], data, iRODSMessage)
+        return int(reply.int_info)
+
+    def close(self) -> None:
+        if self._raw is not None:
+            self._zone._call("close " + self._path, self._raw.close)
+        self._zone._call("close " + self._path, self._buffered.close)  # nothing left to do once raw is closed
+
+    def __enter__(self) -> "_RawWriter":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+class _RawReader:
+    """Reads straight from python-irodsclient's raw handle into the caller's buffer (no seek round trips)."""
+
+    def __init__(self, zone: PrcZone, path: str, buffered: Any, raw: Any) -> None:
+        self._zone, self._path, self._buffered, self._raw = zone, path, buffered, raw
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def readinto(self, buf: Any) -> int:
+        source = self._raw if self._raw is not None else self._buffered
+        return int(self._zone._call("read " + self._path, source.readinto, buf) or 0)
+
+    def read(self, size: int = -1) -> bytes:
+        return bytes(self._zone._call("read " + self._path, self._buffered.read, size))
+
+    def close(self) -> None:
+        if self._raw is not None and not self._raw.closed:
+            self._zone._call("close " + self._path, self._raw.close)
+        self._zone._call("close " + self._path, self._buffered.close)
+
+    def __enter__(self) -> "_RawReader":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
 
 def in_server_session_zone(client_user: str, zone_name: Optional[str] = None) -> PrcZone:
     """The data plane inside a rule: the server's own environment, proxying as the rule's client user."""

@@ -347,6 +347,10 @@ class PrepZone:
     def open_new(self, path: str) -> BinaryIO:
         return self._plane().open_new(path)
 
+    def data_plane(self) -> Any:
+        """The data-plane object itself, for what only it offers (policy.unpack: put_new of whole members)."""
+        return self._plane()
+
     # ------------------------------------------------------------------ batched listing, concurrent data plane
     def objects_under(self, top: str) -> Dict[str, Tuple[int, str]]:
         """path -> (size, catalog checksum or '' until computed) of every data object at or below `top`.

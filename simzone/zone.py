@@ -92,6 +92,15 @@ class SimZone:
     def open_new(self, path: str) -> BinaryIO:
         return self.catalog.open_new(self.user, path)  # type: ignore[return-value]
 
+    def put_new(self, path: str, data: Any, sha256_hex: Optional[str] = None) -> None:
+        """PrcZone.put_new (one DATA_OBJ_PUT with the bytes): SimCatalog.put_new, as round 12 observed it."""
+        verify = None
+        if sha256_hex:
+            import base64
+
+            verify = "sha2:" + base64.b64encode(bytes.fromhex(sha256_hex)).decode("ascii")
+        self.catalog.put_new(self.user, path, bytes(data), verify)
+
 
     def objects_under(self, top: str) -> "Dict[str, Tuple[int, str]]":
         """path -> (size, catalog checksum or '') of every data object at or below `top`: one query."""

@@ -91,6 +91,10 @@ NEEDS_INSTALL = {
     "round11 tests/data/prep-probes/probe_rule_arguments.py": "P1/P2 replace core.py (the upload PEPs), A1/A2 "
                                                               "need a core.py.d module: both a restart; golden: "
                                                               "round11-arguments.jsonl",
+    "round12 probe_rules_round12.py (bench/probes/drive_round12.py), bench/probes/stream_client.py":
+        "python-irodsclient inside a rule, timing a real server's data plane (no fake runs python-irodsclient); "
+        "its edge cases are replayed on the simulated catalog by tests/test_put_whole.py; stream_client.py is a "
+        "client-side benchmark of the same data plane, not a probe; golden: round12-unpack-*.jsonl",
 }
 
 

@@ -639,3 +639,23 @@ def test_live_main_enrolment_failure_tears_down_and_says_so(monkeypatch: Any, tm
     assert bench.main(["--live", "--round6", "--out", str(tmp_path / "out"), "--tmp", str(tmp_path)]) == 1
     assert h.closed and "could not create and enrol a test user" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_fast_path_is_set_for_the_run_and_the_configuration_restored_byte_for_byte(tmp_path: Any) -> None:
+    path = tmp_path / "config.json"
+    original = b'{\n  "config_version": 1,\n  "unpack": {"parallel_writers": 4}\n}\n'
+    path.write_bytes(original)
+    os.utime(path, ns=(1_700_000_000_000_000_000, 1_700_000_000_123_456_789))
+    before = os.stat(path)
+    with pytest.raises(RuntimeError):
+        with bench.ServerConfigEdit(str(path), "never"):
+            doc = json.loads(path.read_text())
+            assert doc["unpack"] == {"parallel_writers": 4, "fast_path": "never"} and doc["config_version"] == 1
+            raise RuntimeError("the run failed")  # restored all the same
+    after = os.stat(path)
+    assert path.read_bytes() == original
+    assert (after.st_mode, after.st_uid, after.st_mtime_ns) == (before.st_mode, before.st_uid, before.st_mtime_ns)
+    with bench.ServerConfigEdit(str(path), None):  # no --fast-path: the file is not even read
+        path.write_bytes(b"changed")
+    assert path.read_bytes() == b"changed"
+    assert not list(tmp_path.glob("*.bench-tmp"))

@@ -40,7 +40,7 @@ def test_list_shows_a_snapshot_failed_by_a_bug_with_its_reason(tmp_path: Any) ->
     d = enrolled_deployment(str(tmp_path / "zone"))
 
     def bug_while_unpacking(op: str, args: Tuple[Any, ...]) -> None:
-        if op == "open_new" and "/content/" in str(args[0] if args else ""):
+        if op in ("open_new", "put_new") and "/content/" in str(args[0] if args else ""):
             raise AttributeError("'NoneType' object has no attribute 'size'")
 
     cfg = json.load(open(d.config_dir + "/config.json"))

@@ -137,7 +137,7 @@ def test_a_bug_ends_the_drop_failed_on_landing_and_snapshot_with_an_actionable_r
     d = deployment(tmp_path, fast_path="never")
     archive = FIXTURES["plate_zip"]
     drop_id, _ = drop(d, archive, run=False)
-    once(d, "open_new", AttributeError("'NoneType' object has no attribute 'members'"))  # while unpacking
+    once(d, "put_new", AttributeError("'NoneType' object has no attribute 'members'"))  # while unpacking a member
     drain(d)
     d.catalog.fault_hook = None
     st = drop_status(d.admin(), d.config, drop_id)
