@@ -13,6 +13,7 @@ other object at a computed path is left alone and the next name is used.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import logging
 from dataclasses import dataclass
@@ -164,8 +165,11 @@ def hex_of_irods_sha2(value: str) -> Optional[str]:
         return None
 
 
-def validate_drop(zone: Zone, config: PolicyConfig, drop_id: str) -> Manifest:
-    """Everything that can be wrong with the input, checked before anything moves."""
+def validate_drop(zone: Zone, config: PolicyConfig, drop_id: str, guard: Any = None) -> Manifest:
+    """Everything that can be wrong with the input, checked before anything moves.
+
+    guard: the drop's lease; the archive's checksum is one microservice call as long as the archive is big,
+    during which no heartbeat runs (round 12), so the lease covers it first."""
     drop = config.landing_collection + "/" + drop_id
     listing = zone.list_collection(drop)
     names = {basename_of(s.path): s for s in listing.data_objects}
@@ -202,7 +206,8 @@ def validate_drop(zone: Zone, config: PolicyConfig, drop_id: str) -> Manifest:
         raise Refused("archive is {} bytes, over the limit of {}".format(archive.size,
                                                                           config.limits.archive_max_bytes),
                       "archive_too_large")
-    got = hex_of_irods_sha2(zone.checksum(drop + "/" + archive.name))
+    with (guard.covering_bytes(archive.size) if guard is not None else contextlib.nullcontext()):
+        got = hex_of_irods_sha2(zone.checksum(drop + "/" + archive.name))
     if got != archive.sha256:
         raise Refused("archive checksum mismatch: manifest.archive.sha256 is {}, iRODS computed {}; the upload "
                       "was corrupted or altered".format(archive.sha256, got), "checksum_mismatch")
@@ -355,7 +360,7 @@ def ingest_drop(zone: Zone, config: PolicyConfig, mapping: UserMapping, drop_id:
     if snap_recorded is None:
         set_status(zone, drop, V.PROCESSING)
         try:
-            manifest = validate_drop(zone, config, drop_id)
+            manifest = validate_drop(zone, config, drop_id, guard)
             decision = resolve_identity(mapping, manifest.who.omero_server, manifest.who.omero_user,
                                         config.service_account, zone.user_type)
             if not decision.ok:
@@ -411,8 +416,9 @@ def ingest_drop(zone: Zone, config: PolicyConfig, mapping: UserMapping, drop_id:
         final_status, final_reason = process_hook(zone, config, manifest, snapshot, guard)
     # Hand-over, strictly last: own to the user, then the service account drops to read.
     guard.check()
-    zone.set_acl(snapshot, irods_user, "own", recursive=True)
-    zone.set_acl(snapshot, zone.user, "read", recursive=True)
+    with guard.covering_objects(getattr(guard, "objects_hint", 0) + 2):  # two recursive microservice calls
+        zone.set_acl(snapshot, irods_user, "own", recursive=True)
+        zone.set_acl(snapshot, zone.user, "read", recursive=True)
     set_status(zone, drop, final_status, final_reason, {V.SNAPSHOT_PATH: snapshot, V.IRODS_USER: irods_user})
     log.info("drop %s -> %s (%s) for %s", drop_id, snapshot, final_status, irods_user)
     return Outcome(drop_id, final_status, final_reason, snapshot, irods_user, location=snapshot)

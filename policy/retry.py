@@ -214,10 +214,10 @@ def _run(rt: Runtime, config: PolicyConfig, zone: Zone, drop_id: str, mode: str)
     except Exception as e:  # noqa: BLE001
         return _unreadable(rt, config, zone, drop_id, e)
     if held_until is not None:
-        # Another run holds the lock: it may be alive (then it finishes the drop) or dead (then its lock
-        # can be taken over once it expires). Come back then; this is not an attempt of ours.
-        delay = max(delay or 0, retry.backoff_seconds[0] if retry.backoff_seconds else 0,
-                    int(held_until - now) + 1)
+        # Another run holds the lock: it may be alive (then it finishes the drop) or dead (then its lease
+        # ends within limits.lock_seconds and it can be taken over). Come back when the lease ends, not after
+        # the next backoff: this is not an attempt of ours.
+        delay = max(1, int(held_until - now) + 1)
     scheduled = _schedule(rt, zone, drop_id, delay) if delay is not None else False
 
     def count_attempt() -> None:

@@ -64,7 +64,9 @@ def test_reprocess_respects_a_live_lock_and_force_takes_it_over(dep: Any) -> Non
     drop_id, _ = drop(dep, FIXTURES["dataset_zip"], run=False)
     held = acquire(dep.zone_as(SVC), dep.config, drop_id)  # a run that holds the lock (alive, or died just now)
     assert held is not None
-    dep.run_delay_server()
+    # Within its lease (limits.lock_seconds): the drop's own run finds the lock held and comes back at the
+    # lease's end, after this horizon.
+    dep.server.run_delay_queue(horizon=dep.config.limits.lock_seconds // 2)
     assert drop_status(dep.admin(), dep.config, drop_id).status == "queued"
     res = dep.admin_rule("omero_snapshots_reprocess", drop_id)
     assert not res["ok"] and "another run is processing" in res["error"] and "force" in res["error"], res
