@@ -96,7 +96,15 @@ def is_transient(exc: BaseException) -> bool:
         if exc.code in TRANSIENT_CODES:
             return True
         return exc.code == -1828000 and any(n in str(exc) for n in TRANSIENT_CLIENT_NAMES)
-    return isinstance(exc, TRANSIENT_TYPES)
+    return isinstance(exc, TRANSIENT_TYPES) or _client_network_error(exc)
+
+
+def _client_network_error(exc: BaseException) -> bool:
+    """python-irodsclient's own NetworkException, raised raw from the data plane (a member write, the archive's
+    read): what a run saw when its server stopped under it (observed: "Unable to send message" while writing
+    a member, the rule's own microservice calls still answering; tests/test_live_healing.py)."""
+    t = type(exc)
+    return t.__name__ in TRANSIENT_CLIENT_NAMES and t.__module__.split(".")[0] == "irods"
 
 
 def describe(exc: BaseException) -> str:
