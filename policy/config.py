@@ -74,6 +74,9 @@ class RetrySettings:
     backoff_seconds: Tuple[int, ...] = (30, 120, 600, 3600)
     sweep_seconds: int = 3600
     sweep_grace_seconds: int = 900
+    # Attempts for a failure that is neither transient nor a refusal (an iRODS answer a rerun usually meets
+    # again, a bug): one more attempt after the first backoff heals what happened once (docs/self-healing.md).
+    error_attempts: int = 2
 
     @property
     def max_attempts(self) -> int:
@@ -144,6 +147,7 @@ def default_config_dict(zone: str = "tempZone", service_account: str = "omero-sv
             "backoff_seconds": list(retry.backoff_seconds),
             "sweep_seconds": retry.sweep_seconds,
             "sweep_grace_seconds": retry.sweep_grace_seconds,
+            "error_attempts": retry.error_attempts,
         },
     }
 
@@ -308,6 +312,7 @@ def parse_config(data: Any, source_dir: Optional[str]) -> PolicyConfig:
         backoff_seconds=tuple(int(x) for x in ret.get("backoff_seconds", d_retry.backoff_seconds)),
         sweep_seconds=int(ret.get("sweep_seconds", d_retry.sweep_seconds)),
         sweep_grace_seconds=int(ret.get("sweep_grace_seconds", d_retry.sweep_grace_seconds)),
+        error_attempts=int(ret.get("error_attempts", d_retry.error_attempts)),
     )
 
     mapping_name = data.get("mapping_file", DEFAULT_MAPPING_FILE)

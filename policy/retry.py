@@ -11,10 +11,12 @@ What a failure means (docs/self-healing.md):
 - transient (TRANSIENT_CODES: connection, timeout, lock, catalog busy; a python-irodsclient network
   error): the retry already scheduled will try again, after the next backoff; after the last
   attempt the drop ends `failed`, saying so;
-- anything else (an iRODS refusal that a rerun would meet again, a bug: AttributeError, a missing
-  package): the drop ends `failed` at once, with a reason a person can act on, on the landing record
-  and on the snapshot if there is one. Nothing is deleted, moved back or overwritten, and the
-  snapshot stays the service account's, so the admin's reprocess resumes it.
+- anything else (an iRODS answer that a rerun usually meets again, a bug: AttributeError): one more
+  attempt after the backoff (`retry.error_attempts`, default 2 attempts: what happened once heals), then
+  `failed`, with a reason a person can act on, on the landing record and on the snapshot if there is
+  one; a missing package or an unusable configuration or mapping file ends it `failed` at once.
+  Nothing is deleted, moved back or overwritten, and the snapshot stays the service account's, so the
+  admin's reprocess resumes it.
 
 The attempt count is the landing record's `omero.snapshot.attempts`, written once the lock is held
 (a run that only found the lock taken is not an attempt). The short window before the retry is
@@ -116,11 +118,11 @@ def describe(exc: BaseException) -> str:
     return "{}: {}".format(type(exc).__name__, str(exc)[:300])
 
 
-def permanent_reason(exc: BaseException) -> str:
+def permanent_reason(exc: BaseException, hint: bool = True) -> str:
+    tail = "; nothing was deleted or overwritten; " + ADMIN_HINT if hint else ""
     if isinstance(exc, IrodsError):
-        return ("iRODS refused a step of the processing ({}); nothing was deleted or overwritten; {}"
-                .format(describe(exc), ADMIN_HINT))
-    return "internal error in the policy ({}); {}".format(describe(exc), ADMIN_HINT)
+        return "iRODS refused a step of the processing ({}){}".format(describe(exc), tail)
+    return "internal error in the policy ({}){}".format(describe(exc), ("; " + ADMIN_HINT) if hint else "")
 
 
 def exhausted_reason(attempts: int, last: str) -> str:
@@ -256,6 +258,16 @@ def _run(rt: Runtime, config: PolicyConfig, zone: Zone, drop_id: str, mode: str)
                     attempt, "failed too, with {} (a fault that usually passes: connection, timeout, lock or "
                     "catalog busy)".format(describe(e))))
             raise  # no retry could be scheduled: the sweep restarts the drop (after its grace time)
+        # Neither transient nor a refusal (refusals end the drop without raising): an iRODS answer that a rerun
+        # usually meets again, or a bug. It may also have happened once (the catalog changed under the run, a
+        # fault of the moment), and the work is resumable: one more attempt (retry.error_attempts) before
+        # `failed` costs a researcher a backoff, and saves an admin's reprocess when it does not recur.
+        most = min(retry.error_attempts, retry.max_attempts)
+        if scheduled and attempt < most:
+            return _note_retry(zone, drop_id, landing, status, attempt, most, delay, e)
+        if attempt > 1:
+            return _mark_failed(rt, zone, config, drop_id, exhausted_reason(attempt, "failed too: {}".format(
+                permanent_reason(e, hint=False))))
         return _mark_failed(rt, zone, config, drop_id, permanent_reason(e))
     return out
 

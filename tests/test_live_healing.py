@@ -204,8 +204,8 @@ def mid_unpack(h: LiveHarness, drop_id: str, min_members: int = 0, timeout: floa
         if not snap:
             return None
         status = snapshot_status(h, snap)
-        assert status not in (V.COMPLETE, V.FAILED, V.QUARANTINED), "drop {} ended ({}) before the fault: raise OMERO_SNAPSHOTS_HEAL_MB".format(
-            drop_id, status)
+        assert status not in (V.COMPLETE, V.FAILED, V.QUARANTINED), \
+            "drop {} ended ({}) before the fault: raise OMERO_SNAPSHOTS_HEAL_MB".format(drop_id, status)
         if status != V.UNPACKING:
             return None
         return snap if members_written(h, snap) >= min_members else None

@@ -137,7 +137,8 @@ def test_backoff_comes_from_the_configuration(tmp_path: Any) -> None:
     assert [pluset_seconds(r[2]) for r in retry_rows(d, drop_id)] == [5, 7]
 
 
-def test_a_bug_ends_the_drop_failed_on_landing_and_snapshot_with_an_actionable_reason(tmp_path: Any) -> None:
+def test_a_bug_that_happens_once_heals_with_one_more_attempt(tmp_path: Any) -> None:
+    """Neither transient nor a refusal: retry.error_attempts (2) attempts, the second after the first backoff."""
     d = deployment(tmp_path, fast_path="never")
     archive = FIXTURES["plate_zip"]
     drop_id, _ = drop(d, archive, run=False)
@@ -145,12 +146,31 @@ def test_a_bug_ends_the_drop_failed_on_landing_and_snapshot_with_an_actionable_r
     drain(d)
     d.catalog.fault_hook = None
     st = drop_status(d.admin(), d.config, drop_id)
+    assert st.status == "complete" and st.reason is None, st
+    assert landing_avus(d, drop_id)[V.ATTEMPTS] == ["2"]
+
+
+def test_a_bug_that_recurs_ends_the_drop_failed_on_landing_and_snapshot_with_an_actionable_reason(
+        tmp_path: Any) -> None:
+    d = deployment(tmp_path, fast_path="never")
+    archive = FIXTURES["plate_zip"]
+    drop_id, _ = drop(d, archive, run=False)
+
+    def hook(name: str, args: Tuple[Any, ...]) -> None:
+        if name == "open_new":
+            raise AttributeError("'NoneType' object has no attribute 'members'")  # every time: a real bug
+    d.catalog.fault_hook = hook
+    drain(d)
+    d.catalog.fault_hook = None
+    st = drop_status(d.admin(), d.config, drop_id)
     assert st.status == "failed" and st.snapshot, st
-    want = ("internal error in the policy (AttributeError: 'NoneType' object has no attribute 'members'); "
-            "the facility's admin can see the server log and run reprocess")
+    want = ("gave up after 2 attempts: the last one failed too: internal error in the policy (AttributeError: "
+            "'NoneType' object has no attribute 'members'); nothing was deleted or overwritten; the facility's "
+            "admin can see the server log and run reprocess")
     assert st.reason == want
     assert V.first(d.catalog.metadata(st.snapshot), V.STATUS) == "failed"
     assert landing_avus(d, drop_id)[V.REASON] == [want]
+    assert landing_avus(d, drop_id)[V.ATTEMPTS] == ["2"]
     # kept, not handed over: the service account still owns it, so the reprocess can resume
     assert ("omero-svc", "own") in {(a.user, a.level) for a in d.catalog.acl(st.snapshot)}
     assert vault_bytes(d, st.snapshot + "/transfer.zip") == open(archive, "rb").read()
@@ -158,6 +178,21 @@ def test_a_bug_ends_the_drop_failed_on_landing_and_snapshot_with_an_actionable_r
     d.server.irule(SVC, "omero_snapshots_process_drop", [drop_id], instance=NATIVE_INSTANCE)
     st = drop_status(d.admin(), d.config, drop_id)
     assert st.status == "complete" and st.reason is None
+
+
+def test_error_attempts_1_fails_such_a_drop_at_once(tmp_path: Any) -> None:
+    from policy.config import default_config_dict
+
+    cfg = default_config_dict()
+    cfg["unpack"]["fast_path"] = "never"
+    cfg["retry"]["error_attempts"] = 1
+    d = enrolled_deployment(str(tmp_path / "zone"), cfg)
+    drop_id, _ = drop(d, FIXTURES["plate_zip"], run=False)
+    once(d, "open_new", AttributeError("'NoneType' object has no attribute 'members'"))
+    drain(d)
+    st = drop_status(d.admin(), d.config, drop_id)
+    assert st.status == "failed" and st.reason.startswith("internal error in the policy (AttributeError"), st
+    assert landing_avus(d, drop_id)[V.ATTEMPTS] == ["1"]
 
 
 # ---------------------------------------------------------------------- a kill after the retry was scheduled
