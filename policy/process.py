@@ -47,6 +47,7 @@ def process_drop(zone: Zone, config: PolicyConfig, mapping: UserMapping, drop_id
     from policy.drop_lock import LockUnavailable, acquire, expires_at
     from policy.ingest import drop_status, set_status
     from policy.placement import is_safe_drop_id
+    from policy.zone import exists
 
     if not is_safe_drop_id(drop_id):
         return Outcome(drop_id, "refused", "not a valid drop id: {!r}".format(drop_id[:80]))
@@ -58,7 +59,7 @@ def process_drop(zone: Zone, config: PolicyConfig, mapping: UserMapping, drop_id
     except LockUnavailable as e:
         drop = config.landing_collection + "/" + drop_id
         now = drop_status(zone, config, drop_id)
-        if now.location == drop and now.status not in V.FINAL_GOOD:  # only an unfinished landing record
+        if now.status not in V.FINAL_GOOD and exists(zone, drop):  # only an unfinished landing record
             set_status(zone, drop, V.FAILED, "not processed: {}".format(e))
         return Outcome(drop_id, V.FAILED, "not processed: {}".format(e), location=now.location)
     if lock is None:

@@ -185,7 +185,7 @@ def _run(rt: Runtime, config: PolicyConfig, zone: Zone, drop_id: str, mode: str)
     status = V.first(avus, V.STATUS)
     stored = _int(V.first(avus, V.ATTEMPTS))
     if mode == IF_UNSTARTED:
-        if status != V.QUEUED or stored > 0:
+        if status not in (V.QUEUED, V.ACCEPTED) or stored > 0:
             return drop_status(zone, config, drop_id)  # a run started: this fallback has nothing to do
         mode = ""
     # `quarantined` on a record still in landing: the move into quarantine did not happen (yet).
@@ -341,6 +341,8 @@ def _mark_failed(rt: Runtime, zone: Zone, config: PolicyConfig, drop_id: str, re
     snapshot = V.first(avus, V.SNAPSHOT_PATH)
     if snapshot:
         try:
+            if V.first(zone.metadata(snapshot), V.STATUS) == V.ACCEPTED:
+                raise NotFound(-310000, snapshot)  # only the verdict's claim, nothing placed: the landing record
             if not owns(zone, snapshot, zone.user):
                 # Handed over already: the work was done; only the landing record was left to write.
                 final = V.first(zone.metadata(snapshot), V.STATUS) or V.PLACED_STATE
