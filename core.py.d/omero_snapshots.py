@@ -38,6 +38,17 @@ else:
     omero_snapshots_sweep = _entry.sweep
     omero_snapshots_sweep_start = _entry.sweep_start
     omero_snapshots_svc_sweep_start = _entry.svc_sweep_start
+    # The fixity audit (policy/fixity.py): the periodic rule of the service account, the admin rules that
+    # arm it and audit one snapshot now, and the service-account rules they start.
+    omero_snapshots_fixity = _entry.fixity
+    omero_snapshots_fixity_start = _entry.fixity_start
+    omero_snapshots_fixity_audit = _entry.fixity_audit
+    omero_snapshots_svc_fixity_start = _entry.svc_fixity_start
+    omero_snapshots_svc_fixity_audit = _entry.svc_fixity_audit
+    # Self-description for snapshots made before it (policy/describe.py): the admin rule, and the rule it
+    # starts AS the snapshot's owner (who alone may write there after the hand-over).
+    omero_snapshots_describe = _entry.describe
+    omero_snapshots_owner_describe = _entry.owner_describe
 
     __all__ = [
         "pep_resource_modified_post",
@@ -55,4 +66,11 @@ else:
         "omero_snapshots_sweep",
         "omero_snapshots_sweep_start",
         "omero_snapshots_svc_sweep_start",
+        "omero_snapshots_fixity",
+        "omero_snapshots_fixity_start",
+        "omero_snapshots_fixity_audit",
+        "omero_snapshots_svc_fixity_start",
+        "omero_snapshots_svc_fixity_audit",
+        "omero_snapshots_describe",
+        "omero_snapshots_owner_describe",
     ]

@@ -109,7 +109,7 @@ def snapshots_of(zone: Zone, landing: str, omero_user: str, omero_server: str) -
             log.warning("ignoring %s: %s", path, problem)
             continue
         try:
-            out.append(snapshot_info(zone, path))
+            out.append(snapshot_info(zone, path, landing))
         except NotFound:
             continue
     return sorted(out, key=lambda s: (s.created, s.path), reverse=True)
@@ -154,6 +154,11 @@ def format_listing(snaps: Sequence[SnapshotInfo], limit: Optional[int] = None,
         lines.append("{:>3}. {}  {:<10} {:>10}  {}".format(i, short_time(s.created), s.status,
                                                          human_bytes(s.archive_size), label))
         lines.append("     {}{}".format("" if zones is None else zones[i - 1] + ": ", s.path))
+        if s.fixity in ("mismatch", "missing", "unrecorded"):
+            lines.append("     INTEGRITY CHECK FAILED ({}, {}): {}".format(
+                s.fixity, short_time(s.fixity_verified) if s.fixity_verified else "this pass", s.fixity_detail[:300]))
+        elif s.fixity == "ok":
+            lines.append("     integrity verified {}".format(short_time(s.fixity_verified)))
     if len(snaps) > len(shown):
         lines.append("... and {} older (see the full list in the Info output)".format(len(snaps) - len(shown)))
     return "\n".join(lines)

@@ -84,6 +84,16 @@ class RetrySettings:
 
 
 @dataclass(frozen=True)
+class FixitySettings:
+    """The periodic fixity audit (policy/fixity.py): how often it runs and how much it may read per run,
+    so re-verifying years of snapshots never saturates the zone's disks."""
+
+    enabled: bool = True
+    interval_seconds: int = 86400
+    bytes_per_run: int = 10 * 1024 ** 3
+
+
+@dataclass(frozen=True)
 class PolicyConfig:
     zone: str
     service_account: str
@@ -97,6 +107,7 @@ class PolicyConfig:
     unpack: UnpackSettings
     source_dir: Optional[str]
     retry: RetrySettings = RetrySettings()
+    fixity: FixitySettings = FixitySettings()
 
     @property
     def quarantine_collection(self) -> str:
@@ -148,6 +159,11 @@ def default_config_dict(zone: str = "tempZone", service_account: str = "omero-sv
             "sweep_seconds": retry.sweep_seconds,
             "sweep_grace_seconds": retry.sweep_grace_seconds,
             "error_attempts": retry.error_attempts,
+        },
+        "fixity": {
+            "enabled": FixitySettings.enabled,
+            "interval_seconds": FixitySettings.interval_seconds,
+            "bytes_per_run": FixitySettings.bytes_per_run,
         },
     }
 
@@ -338,6 +354,11 @@ def parse_config(data: Any, source_dir: Optional[str]) -> PolicyConfig:
         unpack=unpack,
         source_dir=abs_source,
         retry=retry,
+        fixity=FixitySettings(
+            enabled=bool(data.get("fixity", {}).get("enabled", FixitySettings.enabled)),
+            interval_seconds=int(data.get("fixity", {}).get("interval_seconds", FixitySettings.interval_seconds)),
+            bytes_per_run=int(data.get("fixity", {}).get("bytes_per_run", FixitySettings.bytes_per_run)),
+        ),
     )
 
 

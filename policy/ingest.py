@@ -352,10 +352,13 @@ def _decide(zone: Zone, config: PolicyConfig, mapping: UserMapping, drop_id: str
         root = snapshot_root(config.snapshot_root_template, config.zone, irods_user)
     except PlacementError as e:
         raise Refused("cannot place the snapshot: {}".format(e), "placement") from None
-    if not _is_collection(zone, root):
-        raise Refused("iRODS user '{}' has no snapshot root {} (not enrolled); ask the admin to run: "
-                      "omero-snapshots enrol {} --omero-user {} --omero-server {}".format(
-                          irods_user, root, irods_user, manifest.who.omero_user,
+    answer = _collection_answer(zone, root)
+    if answer is not None:
+        # the reason names iRODS' own answer too: a catalog that said "not found" for a root that is there (a
+        # fault) must be told from a user who was never enrolled
+        raise Refused("iRODS user '{}' has no snapshot root {} (not enrolled; iRODS answered {}); ask the admin to "
+                      "run: omero-snapshots enrol {} --omero-user {} --omero-server {}".format(
+                          irods_user, root, answer, irods_user, manifest.who.omero_user,
                           manifest.who.omero_server), "not_enrolled")
     if checksum:
         try:
@@ -366,16 +369,20 @@ def _decide(zone: Zone, config: PolicyConfig, mapping: UserMapping, drop_id: str
     return manifest, irods_user, root
 
 
-def _is_collection(zone: Zone, path: str) -> bool:
-    """Whether path is a collection. A "no" moves the drop into quarantine, so it is believed only when a second
-    look says the same: one catalog answer of the moment must not refuse a researcher's drop."""
+def _collection_answer(zone: Zone, path: str) -> Optional[str]:
+    """None if path is a collection, else what iRODS answered (e.g. "USER_FILE_DOES_NOT_EXIST (-310000)").
+    A "no" moves the drop into quarantine, so it is believed only when a second look says the same: one catalog
+    answer of the moment must not refuse a researcher's drop."""
+    answer = ""
     for _ in range(2):
         try:
             if zone.stat(path).kind == COLLECTION:
-                return True
-        except NotFound:
-            pass
-    return False
+                return None
+            e: IrodsError = NotFound(-310000, path)  # a data object of that name: not a root either
+        except NotFound as found:
+            e = found
+        answer = "{} ({})".format(e.name, e.code)
+    return answer
 
 
 def _record(manifest: Manifest, irods_user: str, snapshot: str, drop_id: str) -> dict:
@@ -533,6 +540,12 @@ def ingest_drop(zone: Zone, config: PolicyConfig, mapping: UserMapping, drop_id:
     final_status, final_reason = V.PLACED_STATE, None
     if process_hook is not None:
         final_status, final_reason = process_hook(zone, config, manifest, snapshot, guard)
+    if final_status in V.FINAL_GOOD:
+        # The self-description (policy/describe.py) must be written while the service account may still write.
+        from policy.describe import write_description
+
+        guard.check()
+        write_description(zone, snapshot, manifest_max_bytes=config.limits.manifest_max_bytes, own_unfinished=True)
     # Hand-over, strictly last: own to the user, then the service account drops to read.
     guard.check()
     with guard.covering_objects(getattr(guard, "objects_hint", 0) + 2):  # two recursive microservice calls

@@ -110,6 +110,12 @@ def manifest_from_dict(doc: Any, expected_drop_id: Optional[str] = None) -> Mani
         check_strings(doc)
     except JsonError as e:
         raise ManifestError(f"manifest {e}") from None
+    version = doc.get("manifest_version")
+    if isinstance(version, int) and not isinstance(version, bool) and version > MANIFEST_VERSION:
+        # docs/schemas.md "Versioning": a newer OMERO side may write a version this policy predates
+        raise ManifestError(f"manifest.manifest_version: {version} is newer than this policy reads (at most "
+                            f"{MANIFEST_VERSION}); upgrade the policy on the iRODS server (docs/install.md, step 11), "
+                            "then release the drop")
     errors = validate(doc, "manifest", "manifest")
     if errors:
         raise ManifestError(str(SchemaError(errors)), errors)

@@ -308,8 +308,8 @@ class PrcZone:
     def concurrent_plane(self) -> "PrcZone":
         """This zone may be used from several threads at once: python-irodsclient hands each open object
         and each call its own pooled connection (irods/pool.py; PRC's own parallel transfers open one
-        session's objects from several threads). In a delayed rule, several connections of one in-rule
-        session at once are not yet observed (probe: bench/probes/probe_unpack.py)."""
+        session's objects from several threads). In a delayed rule, one in-rule session used
+        from 4 threads at once wrote and checksummed every object right (round11-unpack.jsonl)."""
         return self
 
     def objects_under(self, top: str) -> Dict[str, Tuple[int, str]]:

@@ -34,10 +34,17 @@ def _coll(path: str) -> str:
 
 
 def _quote(value: str) -> str:
-    """GenQuery1 has no escape for quotes: refuse them rather than build a wrong query."""
-    if "'" in value:
-        raise error_for(-130000, "a quote cannot be used in a catalog query: {!r}".format(value[:80]))
-    return "'" + value + "'"
+    """A GenQuery1 string literal. A quote inside is doubled: that is GenQuery1's escape (round 12), whereas a
+    lone quote, a backslash before it or double quotes make the server refuse the whole query with -1084000
+    INPUT_ARG_NOT_WELL_FORMED_ERR (rounds 11 and 12). Archive members' names ("Bob's image.tif") need it."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _like_prefix(prefix: str) -> str:
+    """A LIKE pattern matching at least every value that starts with `prefix` (callers filter exactly). The
+    catalog's LIKE is PostgreSQL's (round 12): a backslash escapes the next character, so it is replaced by
+    '_' (any one character), as '%' and '_' of the prefix already match themselves among others."""
+    return _quote(prefix.replace("\\", "_") + "%")
 
 
 class PrepZone:
@@ -101,14 +108,6 @@ class PrepZone:
             return None  # a relative path: msiObjStat says -310000 too (round 10)
         trailing = len(p) > 1 and p.endswith("/")
         p = _coll(p)
-        if "'" in p:
-            # GenQuery1 has no escape for a quote: fall back to msiObjStat (may log a server error line)
-            from policy.errors import NotFound
-
-            try:
-                return self._stat_msi(p).kind
-            except NotFound:
-                return None
         if self._query(["COLL_NAME"], "COLL_NAME = " + _quote(p)):
             return COLLECTION
         if trailing or p == "/":
@@ -202,6 +201,14 @@ class PrepZone:
             raise error_for(-808000, "msiDataObjChksum({!r}) gave no checksum".format(path[:200]))
         return value
 
+    def verify_checksum(self, path: str) -> None:
+        """Have the server recompute the checksum of every replica and compare it with the catalog; nothing is
+        registered, and `read` is enough (round12-fixity-verify.jsonl). USER_CHKSUM_MISMATCH (-407000) when a
+        replica differs, its file is gone, or no checksum is recorded (policy/fixity.py)."""
+        from policy.fixity import VERIFY_OPTIONS
+
+        self._msi("msiDataObjChksum", path, VERIFY_OPTIONS, "")
+
     def list_collection(self, path: str) -> Listing:
         """For the rodsuser, objects it may not read are not listed (hidden by genquery, round 10)."""
         self._kind_or_not_found(path)
@@ -285,8 +292,8 @@ class PrepZone:
 
     def delayed_rules(self, name_part: str) -> List[Any]:
         """(rule text, submit time) of delayed rules not yet run whose text contains name_part."""
-        rows = self._query(["RULE_EXEC_NAME", "RULE_EXEC_TIME"], "RULE_EXEC_NAME like " + _quote("%" + name_part + "%"))
-        return [(r[0], r[1]) for r in rows]
+        rows = self._query(["RULE_EXEC_NAME", "RULE_EXEC_TIME"], "RULE_EXEC_NAME like " + _like_prefix("%" + name_part))
+        return [(r[0], r[1]) for r in rows if name_part in str(r[0])]  # LIKE's '_' matches any character
 
     def native_extract(self, archive: str, target: str, resource: str) -> None:
         self._msi("msiTarFileExtract", archive, target, resource, 0)
@@ -346,12 +353,12 @@ class PrepZone:
 
         One genquery for the collection names below top (COLL_NAME like top/%), then the listing query of
         list_collection per collection: 1 + n queries instead of a stat and two queries per collection,
-        and no more rows in hand at once than the largest collection holds. A LIKE over many collections
-        and DATA_CHECKSUM read back after checksumming are not yet observed (bench/probes/probe_unpack.py,
-        tests/data/prep-probes/: pz_gq_collections_below)."""
+        and no more rows in hand at once than the largest collection holds. A LIKE over 300 collections and
+        DATA_CHECKSUM read back after checksumming were observed in round 11 (round11-unpack.jsonl); LIKE's
+        wildcards and backslash in round 12 (round12-prepzone-quotes.jsonl)."""
         prefix = top.rstrip("/") + "/"
         colls = [top]
-        for r in self._query(["COLL_NAME"], "COLL_NAME like " + _quote(prefix + "%")):
+        for r in self._query(["COLL_NAME"], "COLL_NAME like " + _like_prefix(prefix)):
             c = r if isinstance(r, str) else r[0]
             if c.startswith(prefix):  # LIKE's '_' matches any character: filter exactly
                 colls.append(c)

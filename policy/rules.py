@@ -202,6 +202,118 @@ class Entry:
         except Exception as e:  # noqa: BLE001
             return "not armed: {}: {}".format(type(e).__name__, str(e)[:300])
 
+    # ------------------------------------------------------------------ the fixity audit (policy/fixity.py)
+    def fixity(self, rule_args: List[Any], callback: Any, rei: Any) -> None:
+        """The periodic fixity audit, a delayed rule run as the service account (bounded per run)."""
+        token = str(rule_args[0]) if rule_args else ""
+        try:
+            from policy.fixity import run_fixity
+
+            config = self.load()
+            zone = self.zone(callback, rei, config)
+            try:
+                res = run_fixity(zone, config, token, now=_clock(callback)())
+            finally:
+                zone.close()
+            self._log(callback, "fixity {}: {}".format(token, json.dumps(res.to_dict())[:2000]))
+            if rule_args:  # a caller (a test, an admin through the service account) sees what the run did
+                rule_args[0] = json.dumps(res.to_dict())
+        except Exception:  # noqa: BLE001 - logged; the next run (scheduled first) tries again
+            self._log(callback, "fixity {!r} failed:\n{}".format(token, traceback.format_exc()[-2000:]))
+            raise
+
+    def fixity_start(self, rule_args: List[Any], callback: Any, rei: Any) -> None:
+        """Admin rule: arm the periodic audit (as the service account; a no-op when one is queued)."""
+        def run(zone: Any, config: Any, a: List[str]) -> Dict[str, Any]:
+            return {"fixity": self._arm_fixity(callback, config)}
+        self._admin(rule_args, callback, rei, run, 0)
+
+    def svc_fixity_start(self, rule_args: List[Any], callback: Any, rei: Any) -> None:
+        def run(zone: Any, config: Any, a: List[str]) -> Dict[str, Any]:
+            from policy.fixity import arm
+
+            return {"fixity": arm(zone, config)}
+        self._as_service_account(rule_args, callback, rei, run)
+
+    def _arm_fixity(self, callback: Any, config: Any) -> str:
+        """Arm the audit from an admin rule (the service account submits it). Never raises."""
+        try:
+            out = self._run_as(callback, config.service_account, "omero_snapshots_svc_fixity_start", [""])
+            res = json.loads(out[0]) if out and str(out[0]).startswith("{") else {}
+            return str(res.get("fixity") or res.get("error") or "unknown")
+        except Exception as e:  # noqa: BLE001
+            return "not armed: {}: {}".format(type(e).__name__, str(e)[:300])
+
+    def fixity_audit(self, rule_args: List[Any], callback: Any, rei: Any) -> None:
+        """Admin rule: audit one snapshot (drop id or snapshot path) whole, now, as the service account."""
+        def run(zone: Any, config: Any, a: List[str]) -> Dict[str, Any]:
+            from policy.errors import IrodsError
+            from policy.fixity import drop_of
+
+            try:
+                drop_id = drop_of(zone, config, a[0])
+            except (ValueError, IrodsError) as e:
+                return {"ok": False, "error": str(e)}
+            out = self._run_as(callback, config.service_account, "omero_snapshots_svc_fixity_audit", [drop_id])
+            res = json.loads(out[0]) if out and str(out[0]).startswith("{") else {}
+            return res or {"ok": False, "error": "the service account's audit rule gave no result"}
+        self._admin(rule_args, callback, rei, run, 1)
+
+    def svc_fixity_audit(self, rule_args: List[Any], callback: Any, rei: Any) -> None:
+        def run(zone: Any, config: Any, a: List[str]) -> Dict[str, Any]:
+            from policy.fixity import audit_now
+
+            return audit_now(zone, config, a[0], now=_clock(callback)())
+        self._as_service_account(rule_args, callback, rei, run)
+
+    # ------------------------------------------------------------------ self-description (policy/describe.py)
+    def describe(self, rule_args: List[Any], callback: Any, rei: Any) -> None:
+        """Admin rule: give a snapshot made before self-description its description files (idempotent, never
+        overwriting). After the hand-over only the owner may write there: the rule acts AS the owner."""
+        def run(zone: Any, config: Any, a: List[str]) -> Dict[str, Any]:
+            from policy import vocabulary as V
+            from policy.errors import IrodsError
+            from policy.fixity import drop_of, landing_record
+
+            try:
+                drop_id = drop_of(zone, config, a[0])
+                record = zone.metadata(landing_record(config, drop_id))
+            except (ValueError, IrodsError) as e:
+                return {"ok": False, "error": str(e)}
+            owner, snap = V.first(record, V.IRODS_USER), V.first(record, V.SNAPSHOT_PATH)
+            if V.first(record, V.STATUS) not in V.FINAL_GOOD or not owner or not snap:
+                return {"ok": False, "error": "drop {} has no placed or complete snapshot: nothing to describe"
+                        .format(drop_id)}
+            out = self._run_as(callback, owner, "omero_snapshots_owner_describe", [snap])
+            res = json.loads(out[0]) if out and str(out[0]).startswith("{") else {}
+            return res or {"ok": False, "error": "the owner's describe rule gave no result"}
+        self._admin(rule_args, callback, rei, run, 1)
+
+    def owner_describe(self, rule_args: List[Any], callback: Any, rei: Any) -> None:
+        """Run as a snapshot's owner (started by omero_snapshots_describe): writes the missing description
+        files of the caller's own snapshot, and gives the service account `read` on them."""
+        result: Dict[str, Any]
+        try:
+            from policy import vocabulary as V
+            from policy.describe import write_description
+            from policy.zone import owns
+
+            config = self.load()
+            zone = self.zone(callback, rei, config)
+            snap = str(rule_args[0]) if rule_args else ""
+            # the owner cannot read the landing record; the snapshot's own path AVU and the ACL must agree
+            if not snap.startswith("/") or V.first(zone.metadata(snap), V.SNAPSHOT_PATH) != snap or \
+                    not owns(zone, snap, zone.user):
+                result = {"ok": False, "error": "only the owner of snapshot {!r} runs this rule".format(snap[:200])}
+            else:
+                result = dict(write_description(zone, snap, reader=config.service_account,
+                                                manifest_max_bytes=config.limits.manifest_max_bytes), ok=True)
+        except Exception as e:  # noqa: BLE001 - the admin gets the reason, the log the trace
+            self._log(callback, traceback.format_exc()[-1500:])
+            result = {"ok": False, "error": "{}: {}".format(type(e).__name__, e)}
+        if rule_args:
+            rule_args[0] = json.dumps(result, sort_keys=True)
+
     # ------------------------------------------------------------------ admin rules (JSON in the last arg)
     def _admin(self, rule_args: List[Any], callback: Any, rei: Any,
                fn: Callable[[Any, Any, List[str]], Dict[str, Any]], nargs: int) -> None:
@@ -257,7 +369,7 @@ class Entry:
             from policy.placement import snapshot_root
 
             root = snapshot_root(config.snapshot_root_template, config.zone, a[0])
-            return {"snapshots": [s.to_dict() for s in list_snapshots(zone, a[0], root)]}
+            return {"snapshots": [s.to_dict() for s in list_snapshots(zone, a[0], root, config.landing_collection)]}
         self._admin(rule_args, callback, rei, run, 1)
 
     def status(self, rule_args: List[Any], callback: Any, rei: Any) -> None:
@@ -344,6 +456,7 @@ class Entry:
                                 exports if core is not None else None,
                                 data_plane=lambda config: _check_data_plane(callback, config))
                 _doctor_arms_sweep(result, lambda: self._arm_sweep(callback, self.load()))
+                _doctor_fixity(result, zone, self.load, lambda: self._arm_fixity(callback, self.load()))
         except Exception as e:  # noqa: BLE001
             self._log(callback, traceback.format_exc()[-1500:])
             result = {"ok": False, "error": str(e)}
@@ -405,6 +518,23 @@ def _doctor_arms_sweep(result: Dict[str, Any], arm: Callable[[], str]) -> None:
     ok = state.startswith("armed")
     result["checks"].append({"check": "sweep", "ok": ok, "detail": state})
     result["ok"] = bool(result.get("ok")) and ok
+
+
+def _doctor_fixity(result: Dict[str, Any], zone: Any, load: Callable[[], Any], arm: Callable[[], str]) -> None:
+    """The doctor (re)arms the fixity audit and lists the snapshots it found damaged (policy/fixity.py)."""
+    if not result.get("checks") or not result["checks"][0].get("ok"):
+        return
+    from policy.fixity import bad_snapshots
+
+    state = arm()
+    ok = state.startswith("armed") or state.startswith("disabled")
+    result["checks"].append({"check": "fixity audit", "ok": ok, "detail": state})
+    bad = bad_snapshots(zone, load())
+    result["checks"].append({"check": "fixity", "ok": not bad, "detail": "no audited snapshot is damaged" if not bad
+                             else "{} snapshot(s) failed their fixity audit (nothing was repaired): {}".format(
+                                 len(bad), "; ".join("{} {}: {}".format(b["snapshot"], b["fixity"],
+                                                                      b["fixity_detail"][:300]) for b in bad[:10]))})
+    result["ok"] = all(c["ok"] for c in result["checks"])
 
 
 def _check_data_plane(callback: Any, config: Any) -> str:

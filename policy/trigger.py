@@ -50,9 +50,9 @@ def on_manifest_arrival(zone: Zone, config: PolicyConfig, drop_id: str, uploader
     drop = config.landing_collection + "/" + drop_id
     delay = config.delay_seconds if delay_seconds is None else delay_seconds
     if empty:
-        # The PEP's file_size said 0. Ask the catalog too: whether the second close of python-irodsclient's
-        # create() + write reports its size in the PEP is NOT YET OBSERVED (round 9 shows only that the first
-        # one is the empty replica; probe: tests/data/prep-probes/probe_rule_arguments.py, P1).
+        # The PEP's file_size said 0. Ask the catalog too: the second close of python-irodsclient's create()
+        # + write reports its size (round 11, P1: file_size 0, then 8), but a client whose write's close
+        # said 0 would otherwise leave the drop to the late fallback run.
         empty = _catalog_size(zone, drop + "/manifest.json") == 0
     avus = zone.metadata(drop)
     status = V.first(avus, V.STATUS)

@@ -169,13 +169,8 @@ def _walk_objects(zone: Zone, top: str) -> Dict[str, Tuple[int, str]]:
     """
     batched = getattr(zone, "objects_under", None)
     if batched is not None:
-        try:
-            found = batched(top)
-        except InvalidInput:  # a name the query cannot carry (a quote): list collection by collection
-            found = None
-        if found is not None:
-            cut = len(top) + 1
-            return {p[cut:]: v for p, v in found.items()}
+        cut = len(top) + 1
+        return {p[cut:]: v for p, v in batched(top).items()}
     out: Dict[str, Tuple[int, str]] = {}
     todo = [top]
     while todo:

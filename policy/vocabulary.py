@@ -39,6 +39,13 @@ MEMBER_BYTES = NS + "member_bytes"
 CONTENT = NS + "content"  # path of the unpacked content collection
 # written by the delayed rule's retry logic (policy/retry.py), on the landing record
 ATTEMPTS = NS + "attempts"  # runs of the current chain that took the drop's lock and started work
+# written by the fixity audit (policy/fixity.py), on the landing record (the service account cannot write
+# on a handed-over snapshot; the landing record is what OMERO already trusts for provenance)
+FIXITY = NS + "fixity"  # ok | mismatch | missing | unrecorded | error (absent: never verified)
+FIXITY_VERIFIED = NS + "fixity.verified"  # when the last full pass ended, UTC ISO 8601
+FIXITY_DETAIL = NS + "fixity.detail"  # the first findings, "-" when none
+FIXITY_RESUME = NS + "fixity.resume"  # only mid-pass: the last object verified
+FIXITY_PASS = NS + "fixity.pass"  # only mid-pass: the worst outcome of the pass so far
 
 # Drop and snapshot states, in order of progress.
 QUEUED = "queued"

@@ -67,6 +67,7 @@ class SimCatalog:
         self.db.execute("PRAGMA journal_mode=WAL")
         # WAL + NORMAL: durable at checkpoints, like a catalog database's group commit; FULL would fsync per call.
         self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.create_function("pg_like", 2, pg_like, deterministic=True)  # genquery's LIKE (simzone.prep_types)
         self.db.executescript(_SCHEMA)
         row = self.db.execute("SELECT value FROM meta WHERE key='zone'").fetchone()
         self.fault_hook: Optional[FaultHook] = None
@@ -226,13 +227,23 @@ class SimCatalog:
         return int(orow[0]), int(orow[6] or 0)
 
     def hidden_from(self, user: str, path: str) -> bool:
-        """Whether a rodsuser sees this DATA OBJECT as missing through PREP (round 10: msiObjStat -310000,
-        open -358000, no genquery rows, exactly like a missing one) because it may not read it. A rodsadmin
-        sees everything. Collections are not hidden from msiObjStat (not observed); genquery hides them."""
-        orow = self._obj_row(path)
-        if orow is None or self._is_admin(user):
+        """Whether a rodsuser sees this path as missing through PREP because it may not read it. A rodsadmin
+        sees everything. Observed: a data object it may not read (round 10: msiObjStat -310000, open -358000,
+        msiDataObjChksum -808000, no genquery rows, exactly like a missing one); a data object it may read in
+        a collection it may not (round 11: no genquery row, msiDataObjChksum -808000; round 12: msiObjStat
+        -310000, open -358000, metadata -130000); a collection it may not read (round 11: msiObjStat -310000;
+        genquery hides it too). Other microservices on such a collection are not observed: they see it
+        missing here as well."""
+        if self._is_admin(user):
             return False
-        return self._access(user, D, int(orow[0])) < _rank(VISIBLE_LEVEL)
+        orow = self._obj_row(path)
+        if orow is not None:
+            if self._access(user, D, int(orow[0])) < _rank(VISIBLE_LEVEL):
+                return True
+            crow = self._coll_row(orow[1])
+            return crow is not None and self._access(user, C, int(crow[0])) < _rank(VISIBLE_LEVEL)
+        crow = self._coll_row(path)
+        return crow is not None and self._access(user, C, int(crow[0])) < _rank(VISIBLE_LEVEL)
 
     def visible_levels(self) -> List[str]:
         return list(LEVELS[_rank(VISIBLE_LEVEL):])
@@ -500,7 +511,29 @@ class SimCatalog:
     def open_read(self, user: str, path: str) -> BinaryIO:
         self._op("open_read", path)
         _, vault = self.object_vault(user, path, "read_object")
-        return open(vault, "rb")
+        try:
+            return open(vault, "rb")
+        except FileNotFoundError:  # the replica's file is gone (round12-fixity-verify.jsonl: -510002)
+            raise error_for(-510002, path) from None
+
+    def verify_checksum(self, user: str, path: str) -> None:
+        """msiDataObjChksum with verifyChksum (round12-fixity-verify.jsonl): `read` is enough; the checksum is
+        recomputed from the replica and compared with the catalog, nothing registered; -407000 when they
+        differ, when the replica's file is gone, and when no checksum is recorded."""
+        self._op("verify_checksum", path)
+        oid, vault = self.object_vault(user, path, "read_object")
+        row = self.db.execute("SELECT checksum FROM objs WHERE id=?", (oid,)).fetchone()
+        if not row or not row[0]:
+            raise error_for(-407000, path)
+        h = hashlib.sha256()
+        try:
+            with open(vault, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    h.update(block)
+        except FileNotFoundError:
+            raise error_for(-407000, path) from None
+        if sha2(h) != row[0]:
+            raise error_for(-407000, path)
 
     def open_new(self, user: str, path: str) -> "VaultWriter":
         self._op("open_new", path)
@@ -514,13 +547,24 @@ class SimCatalog:
         oid, vault = self.object_vault(user, path, "modify_object")
         return VaultWriter(self, oid, vault)
 
-    def checksum(self, user: str, path: str) -> str:
-        """msiDataObjChksum: read access is NOT enough (round 10: read-only -818000, for rods too); whether a
-        stored checksum could be read back with read access is not yet observed, so it is refused as well."""
+    def replica_readable(self, user: str, path: str) -> None:
+        """UNIX_FILE_OPEN_ERR (-510002) when the object's replica file is gone (round12-fixity-verify.jsonl)."""
+        row = self._obj_row(path)
+        if row is not None and row[8] and not os.path.exists(str(row[8])):
+            raise error_for(-510002, path)
+
+    def checksum(self, user: str, path: str, force: bool = False) -> str:
+        """msiDataObjChksum: read access is NOT enough to register one (round 10: read-only -818000, for rods
+        too); a stored one is returned to a reader (round 12)."""
         self._op("checksum", path)
+        row = self._obj_row(path)
+        if not force and row is not None and row[4] and self._access(user, D, row[0]) >= _rank("read_object"):
+            # a stored checksum is read back with `read` (round12-fixity-verify.jsonl: the plain call reads the
+            # catalog, never the replica); registering a new one needs more
+            return str(row[4])
         oid, vault = self.object_vault(user, path, "modify_object")
         row = self.db.execute("SELECT checksum FROM objs WHERE id=?", (oid,)).fetchone()
-        if row and row[0]:
+        if row and row[0] and not force:
             return str(row[0])
         h = hashlib.sha256()
         with open(vault, "rb") as f:
@@ -624,6 +668,23 @@ class SimCatalog:
 
     def close(self) -> None:
         self.db.close()
+
+
+def pg_like(value: Any, pattern: Any) -> bool:
+    """PostgreSQL's LIKE, which the catalog applies (round 12): '%' any run, '_' any one character, a backslash
+    escapes the next character (so 'b\\s' matches 'bs', not 'b\\s'), case-sensitive (SQLite's own LIKE is not)."""
+    if value is None or pattern is None:
+        return False
+    out, i, p = [], 0, str(pattern)
+    while i < len(p):
+        ch = p[i]
+        if ch == "\\" and i + 1 < len(p):
+            out.append(re.escape(p[i + 1]))
+            i += 2
+            continue
+        out.append(".*" if ch == "%" else "." if ch == "_" else re.escape(ch))
+        i += 1
+    return re.fullmatch("".join(out), str(value), re.S) is not None
 
 
 _SAFE = re.compile(r"^[A-Za-z0-9._@-]+$")

@@ -148,8 +148,8 @@ class NativeRule:
         var, cols, cond, body = m.group(1), [c.strip() for c in m.group(2).split(",")], m.group(3), m.group(4)
         for row in Query(self.callback, cols, _interp(cond, self.env)):
             vals = [row] if isinstance(row, str) else list(row)
-            # a row prints as COL=value (the native language's printing of a query row)
-            self.env[var] = ", ".join("{}={}".format(c, v) for c, v in zip(cols, vals))
+            # a row prints as COL=value pairs joined by '++++' (round 11: how the native language prints a row)
+            self.env[var] = "++++".join("{}={}".format(c, v) for c, v in zip(cols, vals))
             for s in _statements(body):
                 self._run(s)
 
@@ -178,6 +178,13 @@ class NativeRule:
         m = re.search(r"^\s*main\s*\{(.*)\}\s*INPUT\b", text, re.S | re.M)
         if not m:
             raise ValueError("native rule subset: expected 'main { ... }' followed by INPUT/OUTPUT lines")
+        for sel in re.findall(r"\bSELECT\b[^{]*", m.group(1)):
+            if "''" in sel:
+                # The rule language parses SELECT itself and has no doubled-quote escape (round 12): the whole
+                # rule is refused before anything runs.
+                from policy.errors import IrodsError
+
+                raise IrodsError(-1201000, "RE_PARSER_ERROR: parseRuleSet: error parsing rule: {}".format(sel[:120]))
         for stmt in _statements(m.group(1)):
             self._run(stmt)
         return self.stdout

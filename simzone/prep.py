@@ -174,17 +174,22 @@ class FakeServer:
         if isinstance(ret, int) and ret < 0 and outcome.client_error is None:
             outcome.client_error = ret
 
-    def _resource_modified_ctx(self, path: str, user: str, size: int) -> Any:
+    def _resource_modified_ctx(self, path: str, user: str, size: int, api_index: str = "",
+                               open_type: str = "") -> Any:
         values = {k: "" for k in RESOURCE_MODIFIED_KEYS}
         values.update(logical_path=path, user_user_name=user, proxy_user_name=user, file_size=str(size),
                       user_rods_zone=self.catalog.zone_name, proxy_rods_zone=self.catalog.zone_name,
                       resc_hier="demoResc", physical_path="<vault>", user_user_type="",
-                      api_index="", l1_desc_idx="3")
+                      api_index=api_index, l1_desc_idx="3")
+        if "openType" in values:
+            values["openType"] = open_type
         return prep_types.PluginContext(values)
 
-    def fire_write_peps(self, path: str, user: str, size: int, api: str, outcome: PepOutcome) -> None:
-        """The post-PEPs a finished upload fires, in the order the real server fired them (round 1)."""
-        ctx = self._resource_modified_ctx(path, user, size)
+    def fire_write_peps(self, path: str, user: str, size: int, api: str, outcome: PepOutcome,
+                        reopened: bool = False) -> None:
+        """The post-PEPs a finished upload fires, in the order the real server fired them (round 1). After
+        create() (reopened), the write's close says api_index 673, openType 3 (round 11)."""
+        ctx = self._resource_modified_ctx(path, user, size, *(("673", "3") if reopened else ()))
         if api == "prc_parallel":
             # The real buffer is not NUL-terminated: str(buf.buf) runs past `len` into garbage (round 1).
             buf = prep_types.unterminated_bytes_buf(
@@ -207,12 +212,17 @@ class FakeServer:
     def fire_create_peps(self, path: str, user: str, outcome: PepOutcome) -> None:
         """What python-irodsclient's data_objects.create() fires when it closes the new, empty replica.
 
-        Observed (round 9): pep_resource_modified_post with file size 0, from DATA_OBJ_CLOSE_AN, about 0.1 s
-        before the PEPs of the write that follows. Whether acPostProcForPut or pep_api_data_obj_close_post
-        also fire for that first close is NOT YET OBSERVED, so they are not fired here.
+        Observed: pep_resource_modified_post with file size 0, from DATA_OBJ_CLOSE_AN, about 0.1 s before
+        the PEPs of the write that follows (round 9); and, like any close of a written replica,
+        acPostProcForPut and pep_api_data_obj_close_post after it (round 11, round11-arguments.jsonl: P2;
+        api_index 673, openType 1 here, 3 for the write that follows).
         """
-        ctx = self._resource_modified_ctx(path, user, 0)
+        ctx = self._resource_modified_ctx(path, user, 0, api_index="673", open_type="1")
         self._fire("pep_resource_modified_post", [PYTHON_INSTANCE, ctx, ""], user, path, outcome)
+        self._fire("acPostProcForPut", [], user, path, outcome)
+        if outcome.client_error is None:
+            self._fire("pep_api_data_obj_close_post", [PYTHON_INSTANCE, ctx, prep_types.OpenedDataObjInp(3)],
+                       user, path, outcome)
 
     # ------------------------------------------------------------------ what clients do
     def client_put(self, user: str, path: str, data: bytes, api: str = "prc_create") -> PepOutcome:
@@ -229,7 +239,8 @@ class FakeServer:
         """Like client_put, from an iterable of byte chunks (never the whole archive in memory)."""
         outcome = PepOutcome()
         w = self.catalog.open_new(user, path)
-        if api == "prc_create":  # the object exists, empty, from open_new on: like create()'s result
+        created = api == "prc_create"
+        if created:  # the object exists, empty, from open_new on: like create()'s result
             self.fire_create_peps(path, user, outcome)
             api = "prc"
         size = 0
@@ -239,7 +250,7 @@ class FakeServer:
                 size += len(chunk)
         if api == "prc" and size > 32 * 1024 * 1024:
             api = "prc_parallel"
-        self.fire_write_peps(path, user, size, api, outcome)
+        self.fire_write_peps(path, user, size, api, outcome, reopened=created)
         return outcome
 
     def irule(self, user: str, rule_name: str, args: List[str], instance: str = PYTHON_INSTANCE) -> List[Any]:
@@ -288,7 +299,7 @@ class FakeServer:
 
     # ------------------------------------------------------------------ delay server
     # Rules that reschedule themselves for ever (the policy's sweep): see run_delay_queue.
-    periodic_rules: Tuple[str, ...] = ("omero_snapshots_sweep",)
+    periodic_rules: Tuple[str, ...] = ("omero_snapshots_sweep", "omero_snapshots_fixity")
 
     @property
     def clock(self) -> "SimClock":
@@ -433,7 +444,7 @@ class SimClock:
                 due = now + pluset_seconds(cond)
                 db.execute("INSERT OR IGNORE INTO sim_delay_due (id, due) VALUES (?, ?)", (rid, due))
                 # RULE_EXEC_TIME (the `created` column in the simulated genquery) becomes the due time:
-                # NOT YET OBSERVED (docs/self-healing.md E3, probe_round11_self_healing.py).
+                # observed in round 11 (docs/self-healing.md E3, round11-self-healing.jsonl).
                 db.execute("UPDATE delay SET created = ? WHERE id = ?", (int(due), rid))
             out.append((int(rid), float(due), str(body)))
         return out
@@ -724,7 +735,7 @@ class FakeCallback:
         out.modifyTime = chars("{:011d}".format(st.modify_time))
         out.createTime = chars("{:011d}".format(ctime))
         out.dataId = chars(oid)
-        # Observed '' on objects without a checksum (round 10); a stored checksum here is not yet observed.
+        # '' on objects without a checksum (round 10), the stored checksum otherwise (round 11).
         out.chksum = chars(st.checksum or "")
         out.rescHier = chars("")  # observed '' (rescHier is not filled by msiObjStat)
         out.ownerName = chars(st.owner or "")
@@ -738,6 +749,14 @@ class FakeCallback:
         if self._kind(a[0]) != "data_object":
             # missing, a collection, or hidden from a rodsuser: returned with arguments[2] left '' (round 10)
             raise ReturnedCode(CAT_NO_ROWS_FOUND)
+        if "verifyChksum" in str(a[1]):  # recompute and compare, register nothing; raises -407000 (round 12)
+            self._cat.verify_checksum(self._user, a[0])
+            a[2] = ""
+            return a
+        if "forceChksum" in str(a[1]):  # recompute and register: the replica is opened first (round 12: -510002
+            self._cat.replica_readable(self._user, a[0])  # for a reader whose replica file is gone)
+            self._cat.checksum(self._user, a[0], force=True)
+            return a
         a[2] = self._cat.checksum(self._user, a[0])
         return a
 

@@ -131,7 +131,7 @@ class ClientZone(SimZone):
         def fire() -> None:
             outcome = PepOutcome()
             api = "prc_parallel" if size[0] > 32 * 1024 * 1024 else "prc"
-            self.server.fire_write_peps(path, self.user, size[0], api, outcome)
+            self.server.fire_write_peps(path, self.user, size[0], api, outcome, reopened=True)
             self.pep_outcomes.append(outcome)
 
         writer.write = counting_write  # type: ignore[method-assign]

@@ -745,6 +745,28 @@ VALID.update({
     "transfer_xml_absent_files_zip": transfer_xml_absent_files_zip,
 })
 
+def quoted_names_tar() -> Case:
+    """Member names with a single quote, '%' and '_' (an OMERO user's "Bob's image.tif"): every catalog query
+    about them must double the quote (a lone quote makes the real server refuse the query, rounds 11-12) and
+    LIKE's wildcards must not let a sibling ('q_c' vs "q'c") stand in for them."""
+    return build_tar([("./", None), ("./root_0/", None), ("./root_0/Bob's dir/", None),
+                      ("./root_0/Bob's dir/it's 100%_done.tif", payload(5000, 7)),
+                      ("./root_0/Bob_s dir/it_s.tif", payload(300, 8)), ("./root_0/q'c/o'1.txt", b"q"),
+                      ("./transfer.xml", b"<OME/>\n")]), None
+
+
+def quoted_names_zip() -> Case:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("root_0/Bob's dir/it's 100%_done.tif", payload(5000, 7))
+        zf.writestr("root_0/Bob_s dir/it_s.tif", payload(300, 8))
+        zf.writestr("transfer.xml", b"<OME/>\n")
+    return buf.getvalue(), None
+
+
+VALID.update({"quoted_names": quoted_names_tar, "quoted_names_zip": quoted_names_zip})
+
+
 def longlink_first_vs_last_tar() -> Case:
     """Two long-name records: libarchive (the scan, the streaming path, iRODS' own tar plugin) takes the last
     ('safe/name.txt'); Python's tarfile, which the simulated msiTarFileExtract uses, takes the first

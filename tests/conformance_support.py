@@ -719,3 +719,90 @@ __all__ = ["ADMIN", "ALICE", "SVC", "ROUNDS", "V435", "V502", "NORMALISATIONS", 
            "compare_records", "flow_catalog", "flow_inherit", "flow_noinherit", "golden_dir",
            "golden_privilege_flows", "golden_records", "normalise", "replay_probe_rounds", "report",
            "split_delayed"]
+
+
+# ---------------------------------------------------------------------------------------------- round 11
+ROUND11_SELF_HEALING = "round11-self-healing.jsonl"
+SELF_HEALING_PROBE = os.path.join(os.path.dirname(_HERE), "docs", "probes", "probe_round11_self_healing.py")
+_ORDER11 = ("start_scheduled", "start_queued_rows", "delayed_ran", "delayed_sees_itself", "delayed_scheduled_successor",
+            "chained_ran")
+
+
+def self_healing_variant(text: str) -> str:
+    """The second run of round 11 (round11-README.md): the rules renamed probe11q_*, and the LIKE pattern
+    without its embedded quotes ('_' matching each), which the genquery parser refused."""
+    text = text.replace("probe11_", "probe11q_").replace("probe11.jsonl", "probe11q.jsonl")
+    return text.replace("\"probe11q_delayed('{}')\".format(run)", "\"probe11q_delayed(_{}_)\".format(run)")
+
+
+def self_healing_view(records: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """What round 11's E1-E4 compare, run by run: which records, by whom, queued rows with RULE_EXEC_TIME as
+    seconds after the start (E3: the due time), whether a delayed rule ran no earlier than its PLUSET after
+    it was queued (E2: 30 s; 5 s for the chained one) - not when exactly: the delay server wakes every 30 s."""
+    timed = [r for r in records if "t" in r]
+    start = {(r.get("variant", ""), r["run"]): r["t"] for r in timed if r["probe"] == "start_scheduled"}
+    ran = {(r.get("variant", ""), r["run"]): r["t"] for r in timed if r["probe"] == "delayed_ran"}
+    out = []
+    for r in timed:
+        key = (r.get("variant", ""), r["run"])
+        v: Dict[str, Any] = {k: r[k] for k in ("probe", "run", "user", "ok", "pluset") if k in r}
+        v["variant"] = key[0]
+        rows = r.get("rows")
+        if isinstance(rows, str):
+            m = re.search(r"Code:(-?\d+)", rows)
+            v["rows"] = "error {}".format(m.group(1) if m else rows)
+        elif isinstance(rows, list):
+            v["rows"] = [[row[0], int(row[1]) - int(start[key]), row[2]] for row in rows]
+        if r["probe"] == "delayed_ran":
+            v["not_before_pluset"] = r["t"] - start[key] >= 30 - 0.5
+        if r["probe"] == "chained_ran":
+            v["not_before_pluset"] = r["t"] - ran[key] >= 5 - 0.5
+        out.append(v)
+    return sorted(out, key=lambda v: (v["variant"], v["run"], _ORDER11.index(v["probe"])))
+
+
+def replay_round11_self_healing(workdir: str) -> Tuple[List[Dict[str, Any]], List[str]]:
+    """docs/probes/probe_round11_self_healing.py as round 11 ran it, twice (as written, then the variant),
+    on fake servers: loaded as core, probe11_start("RUN") and ("RUN-raise") through the native rule
+    language as the rodsuser, then the delay server until nothing is left; the probe's clock is the
+    server's (SimClock). Returns the records and the rules still queued afterwards (iqstat -a)."""
+    import tempfile
+    import types
+
+    from simzone.prep import NATIVE_INSTANCE
+
+    records: List[Dict[str, Any]] = []
+    left: List[str] = []
+    with open(SELF_HEALING_PROBE, encoding="utf-8") as f:
+        text = f.read()
+    saved_tmp, saved_core = tempfile.tempdir, sys.modules.get("core")
+    try:
+        for variant, prefix in (("", "probe11"), ("probe11q", "probe11q")):
+            work = os.path.join(workdir, variant or "probe11")
+            os.makedirs(work)
+            core_py = os.path.join(work, "core.py")
+            with open(core_py, "w", encoding="utf-8") as f:
+                f.write(self_healing_variant(text) if variant else text)
+            tempfile.tempdir = work  # the module computes OUT at import
+            cat = SimCatalog(os.path.join(work, "zone"), ZONE)
+            cat.add_user(SVC10, "rodsuser")
+            srv = FakeServer(cat, FakeServer.load_core(core_py), os.path.join(work, "rodsLog"))
+            sys.modules["core"].time = types.SimpleNamespace(time=srv.clock.now)  # type: ignore[attr-defined]
+            for run in ("RUN", "RUN-raise"):
+                srv.irule(SVC10, prefix + "_start", [run], instance=NATIVE_INSTANCE)
+            srv.run_delay_queue(horizon=None)
+            with open(os.path.join(work, prefix + ".jsonl"), encoding="utf-8") as f:
+                for line in f:
+                    rec = json.loads(line)
+                    if variant:
+                        rec["variant"] = variant
+                    records.append(rec)
+            left += [body for _id, _due, body in srv.clock.pending() if prefix in body]
+            cat.close()
+    finally:
+        tempfile.tempdir = saved_tmp
+        if saved_core is None:
+            sys.modules.pop("core", None)
+        else:
+            sys.modules["core"] = saved_core
+    return records, left

@@ -7,6 +7,10 @@ the end of the session the table is written to docs/robustness.md, but only when
 plain test run never changes the working tree):
 
     ROBUSTNESS_REPORT=1 python -m pytest
+
+Categories whose name starts with "real server: " (the live suite's, `pytest -m live` against a real iRODS) go
+into a second table, "On the real server", after the simulated one; a run writes only the table(s) it has cases
+for and keeps the other as the file has it, so the offline suite and the live stage each refresh their own.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPORT = os.path.join(os.path.dirname(HERE), "docs", "robustness.md")
+LIVE_PREFIX = "real server: "
+LIVE_MARKER = "<!-- REAL SERVER TABLE: written by a live run (ROBUSTNESS_REPORT=1 python -m pytest -m live) -->"
 STATUS_ORDER = ["complete", "placed", "failed", "quarantined", "refused", "ignored", "unchanged", "unknown"]
 
 
@@ -36,6 +42,7 @@ class CategoryTally:
     sources: set = field(default_factory=set)
     judged_final: int = 0  # cases whose final state without admin was measured
     final: int = 0  # ... and of those, how many were final (complete/placed/quarantined/failed)
+    worst_seconds: Optional[float] = None  # live: the longest time to final of a case (fault: from the fault)
 
 
 class Collector:
@@ -46,8 +53,11 @@ class Collector:
         self.notes: Dict[str, CategoryTally] = {}  # intermediate states: shown apart, not counted as cases
 
     def record(self, category: str, case: str, outcome: str, lost: int = 0, overwritten: int = 0,
-               escaped: int = 0, xfail: bool = False, source: str = "", final: Optional[bool] = None) -> None:
+               escaped: int = 0, xfail: bool = False, source: str = "", final: Optional[bool] = None,
+               seconds: Optional[float] = None) -> None:
         t = self.categories.setdefault(category, CategoryTally())
+        if seconds is not None:
+            t.worst_seconds = max(seconds, t.worst_seconds or 0.0)
         if final is not None:
             t.judged_final += 1
             t.final += 1 if final else 0
@@ -66,6 +76,55 @@ class Collector:
         t.outcomes[outcome] += 1
         if source:
             t.sources.add(source)
+
+    def has(self, live: bool) -> bool:
+        return any(name.startswith(LIVE_PREFIX) == live for name in self.categories)
+
+    def live_markdown(self) -> str:
+        """The real server's table: the live suite's families, with the worst time to final per family."""
+        lines = [
+            LIVE_MARKER,
+            "",
+            "## On the real server",
+            "",
+            "The same families, run by the live suite (`tests/test_live*.py`) on a real iRODS 5.0.2 + PREP 5.0.1 "
+            "(../shared/irods/, installed by docs/install.md's own blocks: tests/live/real_zone.sh), in the delay "
+            "server's test setting of a 2 s scan. To regenerate: `tests/live/real_zone.sh --fresh && . "
+            "/var/tmp/omero-snapshots-live/live.env && ROBUSTNESS_REPORT=1 python -m pytest -m live`.",
+            "",
+            "Generated on {} with Python {}. Columns as above; **worst s** = the longest time a case took from its "
+            "manifest (fault families: from the fault) to its final state.".format(
+                datetime.date.today().isoformat(), platform.python_version()),
+            "",
+            "| family | cases | outcomes | lost | overwritten | escaped | final without admin | worst s | tests |",
+            "|---|---:|---|---:|---:|---:|---:|---:|---|",
+        ]
+        total = CategoryTally()
+        for name in sorted(n for n in self.categories if n.startswith(LIVE_PREFIX)):
+            t = self.categories[name]
+            final = "{} of {}".format(t.final, t.judged_final) if t.judged_final else "-"
+            lines.append("| {} | {} | {} | {} | {} | {} | {} | {} | {} |".format(
+                name[len(LIVE_PREFIX):].replace("|", "\\|"), t.cases, self._outcomes(t), t.lost, t.overwritten,
+                t.escaped, final, "-" if t.worst_seconds is None else "{:.0f}".format(t.worst_seconds),
+                ", ".join("`{}`".format(s) for s in sorted(t.sources))))
+            total.cases += t.cases
+            total.lost += t.lost
+            total.overwritten += t.overwritten
+            total.escaped += t.escaped
+            total.final += t.final
+            total.judged_final += t.judged_final
+        lines.append("| **total** | **{}** | | **{}** | **{}** | **{}** | **{} of {}** | | |".format(
+            total.cases, total.lost, total.overwritten, total.escaped, total.final, total.judged_final))
+        lines.append("")
+        return "\n".join(lines)
+
+    @staticmethod
+    def _outcomes(t: CategoryTally) -> str:
+        def order(name: str) -> Any:
+            return (STATUS_ORDER.index(name) if name in STATUS_ORDER else len(STATUS_ORDER), name)
+
+        return ", ".join("{} {}".format(k, v) for k, v in sorted(t.outcomes.items(), key=lambda kv: order(
+            kv[0]))).replace("|", "\\|")
 
     def markdown(self) -> str:
         def order(name: str) -> Any:
@@ -104,7 +163,7 @@ class Collector:
             "|---|---:|---|---:|---:|---:|---:|---:|---|",
         ]
         total = CategoryTally()
-        for name in sorted(self.categories):
+        for name in sorted(n for n in self.categories if not n.startswith(LIVE_PREFIX)):
             t = self.categories[name]
             outcomes = ", ".join("{} {}".format(k, v) for k, v in sorted(t.outcomes.items(), key=lambda kv: order(
                 kv[0])))
@@ -155,10 +214,11 @@ class Recorder:
         self._xfail = xfail
 
     def record(self, category: str, case: str, outcome: str, lost: int = 0, overwritten: int = 0,
-               escaped: int = 0, final: Optional[bool] = None) -> None:
-        """final: whether the drop reached a final state without any admin action (None: not measured)."""
+               escaped: int = 0, final: Optional[bool] = None, seconds: Optional[float] = None) -> None:
+        """final: whether the drop reached a final state without any admin action (None: not measured);
+        seconds: how long the case took to reach it (the live table shows the worst per family)."""
         self._collector.record(category, case, outcome, lost, overwritten, escaped, self._xfail, self._source,
-                               final)
+                               final, seconds)
 
     def note(self, category: str, case: str, outcome: str) -> None:
         """An intermediate state worth showing (e.g. right after a fault): listed apart, not a case."""
@@ -172,12 +232,21 @@ def robustness(request: Any) -> Recorder:
     return Recorder(COLLECTOR, source, marker is not None)
 
 
-def write_report(path: str = REPORT) -> Optional[str]:
-    if not COLLECTOR.categories:
+def write_report(path: str = REPORT, collector: Optional[Collector] = None) -> Optional[str]:
+    """Write the table(s) this session has cases for; keep the other one as the file has it."""
+    collector = collector or COLLECTOR
+    if not collector.categories:
         return None
+    old = ""
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            old = f.read()
+    old_top, sep, old_live = old.partition(LIVE_MARKER)
+    top = collector.markdown() if collector.has(live=False) else old_top.rstrip("\n") + "\n"
+    live = collector.live_markdown() if collector.has(live=True) else (sep + old_live if sep else "")
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w", encoding="utf-8") as f:
-        f.write(COLLECTOR.markdown())
+        f.write(top.rstrip("\n") + "\n" + ("\n" + live.rstrip("\n") + "\n" if live else ""))
     return path
 
 

@@ -332,3 +332,17 @@ def test_simulate_without_libarchive_fails_at_once_naming_it(tmp_path, capsys, m
 
     landing = SimulatedDeployment(zone).config.landing_collection
     assert [p for p, _ in SimulatedDeployment(zone).catalog.walk(landing)] == [landing]  # nothing was dropped
+
+
+def test_release_that_ends_in_quarantine_again_exits_1(tmp_path, capsys, placed_config):
+    """README: exit 1 when a drop was rejected; a release of a still-unmapped drop puts it back into quarantine."""
+    mapping = tmp_path / "mapping.json"
+    mapping.write_text(json.dumps({"mapping_version": 1, "users": [
+        {"omero_server": "omero.local", "omero_user": "bob", "irods_user": "bob"}]}))
+    zone = str(tmp_path / "zone")
+    code, (r,), _ = simulate(capsys, zone, IMAGE_TAR, extra=("--mapping", str(mapping)))
+    assert code == 1 and r["status"] == "quarantined"
+    code, out, _ = run(capsys, "release", r["drop"], "--zone-dir", zone, "--json")
+    assert code == 1 and json.loads(out)["status"] == "quarantined", out
+    code, out, _ = run(capsys, "status", r["drop"], "--zone-dir", zone, "--json")
+    assert code == 0 and json.loads(out)["status"] == "quarantined"  # status only reports: 0

@@ -173,3 +173,48 @@ def test_round9_read_to_end_of_file(tmp_path: Any) -> None:
         r["arguments[1]"] = a[1]
         results.append(r)
     assert results == golden["results"]
+
+
+# ---------------------------------------------------------------------------------------------- round 12
+def test_round12_native_select_with_a_doubled_quote_is_refused(tmp_path: Any) -> None:
+    """round12-native-rule-doubled-quote.jsonl: the rule language parses SELECT itself and has no doubled-quote
+    escape: the whole rule is refused with RE_PARSER_ERROR before anything runs (the fake likewise)."""
+    import json as _json
+
+    from policy.errors import IrodsError
+    from simzone.catalog import SimCatalog
+    from simzone.prep import NATIVE_INSTANCE, FakeServer
+
+    assert GOLDEN is not None
+    with open(os.path.join(GOLDEN, "round12-native-rule-doubled-quote.jsonl"), encoding="utf-8") as f:
+        golden = _json.loads(f.readline())
+    cat = SimCatalog(str(tmp_path / "zone"))
+    cat.add_user("omero-svc", "rodsuser")
+    srv = FakeServer(cat, None, str(tmp_path / "rodsLog"))
+    rule = tmp_path / "svc.r"
+    rule.write_text('main {\n  *f = "/tempZone/home/omero-svc";\n  writeLine("stdout", "ran");\n' +
+                    golden["rule_line"] + "\n}\nINPUT null\nOUTPUT ruleExecOut\n")
+    with pytest.raises(IrodsError) as e:
+        srv.irule_file("omero-svc", str(rule), NATIVE_INSTANCE)
+    assert e.value.code == golden["errorcode"]
+    assert srv.stdout == []  # nothing of the rule ran
+
+
+# ---------------------------------------------------------------------------------------------- round 11
+def test_round11_self_healing_delay_server(tmp_path: Any) -> None:
+    """round11-self-healing.jsonl (docs/probes/probe_round11_self_healing.py, E1-E4): a LIKE pattern holding
+    quotes is refused (-1084000); RULE_EXEC_TIME of a queued rule is its due time (submit + PLUSET); a
+    delayed rule runs no earlier than its PLUSET, sees itself still listed while it runs, may queue a
+    successor (delayExec inside a delayed rule, as the rodsuser), which runs as that user; a rule that
+    raises is not listed afterwards."""
+    import json as _json
+
+    assert GOLDEN is not None
+    with open(os.path.join(GOLDEN, cs.ROUND11_SELF_HEALING), encoding="utf-8") as f:
+        golden = [_json.loads(line) for line in f if line.strip()]
+    fake, left = cs.replay_round11_self_healing(str(tmp_path))
+    g, f_ = cs.self_healing_view(golden), cs.self_healing_view(fake)
+    assert len(g) == 24
+    assert g == f_, [(x, y) for x, y in zip(g, f_) if x != y] or (len(g), len(f_))
+    after = [r for r in golden if r["probe"] == "client_iqstat_after"]
+    assert [r["probe11_rules_listed"] for r in after] == [[], []] and left == []

@@ -251,14 +251,84 @@ def test_a_quarantined_drop_logs_no_error(tmp_path: Any) -> None:
     assert d.server.error_lines == []
 
 
-def test_a_path_with_a_quote_is_still_answered(world: Any) -> None:
-    """GenQuery1 cannot quote a "'": existence falls back to msiObjStat for such a path."""
+def test_names_with_a_quote_are_answered_by_genquery(world: Any) -> None:
+    """A quote is doubled in every query (round 12: GenQuery1's escape); a lone one makes the real server refuse
+    the query (-1084000, rounds 11-12), as the fake does. No msiObjStat, so no error line for a missing name."""
     srv, cat = world
-    _put(cat, SVC, HOME + SVC + "/it's.txt", b"q")
+    spy = _Spy(srv.callback(SVC))
+    z = PrepZone(spy, make_rei(SVC, "tempZone"), "tempZone")
+    top = HOME + SVC + "/q'c"
+    z.create_collection(top + "/sub'1", recursive=True)
+    z.create_collection(HOME + SVC + "/q_c/sub_1", recursive=True)  # a sibling LIKE's '_' would match too
+    _put(cat, SVC, top + "/it's.txt", b"q")
+    _put(cat, SVC, HOME + SVC + "/q_c/it_s.txt", b"uu")
+    assert exists(z, top + "/it's.txt") and z.kind(top) == COLLECTION
+    assert not exists(z, top + "/isn't.txt")
+    assert z.stat(top + "/it's.txt").size == 1
+    listing = z.list_collection(top)
+    assert listing.collections == [top + "/sub'1"] and [o.path for o in listing.data_objects] == [top + "/it's.txt"]
+    assert z.objects_under(top) == {top + "/it's.txt": (1, "")}
+    z.apply_metadata(top + "/it's.txt", [MetaOp("add", "k", "Bob's")])
+    assert [a.value for a in z.metadata(top + "/it's.txt")] == ["Bob's"]
+    assert z.find_by_metadata("k", "Bob's", DATA_OBJECT) == [top + "/it's.txt"]
+    assert [(a.user, a.level) for a in z.acl(top)] == [(SVC, "own")]
+    assert srv.error_lines == []
+    assert [n for n, _ in spy.calls].count("msiObjStat") == 1  # only stat() of the existing object
+
+
+def test_the_fake_genquery_parses_quotes_and_like_as_the_server(world: Any) -> None:
+    """Round 12 (probe_prepzone_quotes.py): a lone quote, a backslash-escaped quote and double quotes are
+    refused with -1084000; a doubled quote is a quote; LIKE is case-sensitive and a backslash escapes in it."""
+    from genquery import Query
+
+    srv, cat = world
+    for c in ("q'c", "q_c", "qXc", "b\\s"):
+        cat.create_collection(ADMIN, HOME + "rods/" + c)
+    cb = srv.callback(ADMIN)
+
+    def rows(cond: str) -> Any:
+        return sorted(Query(cb, ["COLL_NAME"], cond))
+
+    for bad in ("COLL_NAME = '{}q'c'", "COLL_NAME = '{}q\\'c'", 'COLL_NAME = "{}q\'c"', "COLL_NAME like '{}q'c'"):
+        with pytest.raises(RuntimeError, match="-1084000"):
+            rows(bad.format(HOME + "rods/"))
+    assert rows("COLL_NAME = '{}q''c'".format(HOME + "rods/")) == [HOME + "rods/q'c"]
+    assert rows("COLL_NAME like '{}q_c'".format(HOME + "rods/")) == [HOME + "rods/" + c for c in ("q'c", "qXc", "q_c")]
+    assert rows("COLL_NAME like '{}Q_C'".format(HOME + "rods/")) == []
+    assert rows("COLL_NAME = '{}b\\s'".format(HOME + "rods/")) == [HOME + "rods/b\\s"]
+    assert rows("COLL_NAME like '{}b\\s'".format(HOME + "rods/")) == []
+    assert rows("COLL_NAME like '{}b_s'".format(HOME + "rods/")) == [HOME + "rods/b\\s"]
+
+
+def test_delayed_rules_filters_what_like_matched_loosely(world: Any) -> None:
+    """'_' in a drop id is LIKE's any-character: another drop's rule must not count as this one's."""
+    srv, cat = world
     z = _zone(srv, SVC)
-    assert exists(z, HOME + SVC + "/it's.txt")
-    assert not exists(z, HOME + SVC + "/isn't.txt")
-    assert z.stat(HOME + SVC + "/it's.txt").size == 1
+    z.schedule("callback.omero_snapshots_process_drop('20261208T000000Z-abcXdef0')", 3600)
+    assert z.delayed_rules("20261208T000000Z-abc_def0") == []
+    assert len(z.delayed_rules("20261208T000000Z-abcXdef0")) == 1
+
+
+def test_an_object_readable_in_a_collection_it_may_not_read_is_hidden(world: Any) -> None:
+    """Round 11: no row for COLL_NAME = ... and DATA_NAME = ..., checksum -808000; round 12: msiObjStat -310000,
+    open -358000, metadata -130000, but a query on DATA_NAME alone lists it; msiObjStat of a collection it may
+    not read: -310000 (round 11)."""
+    from genquery import Query
+
+    srv, cat = world
+    cat.create_collection(ADMIN, HOME + "rods/closed")
+    _put(cat, ADMIN, HOME + "rods/closed/ho.txt", b"h")
+    cat.set_acl(ADMIN, HOME + "rods/closed/ho.txt", SVC, "read")
+    cb = srv.callback(SVC)
+    assert list(Query(cb, ["DATA_NAME"], "COLL_NAME = '{}rods/closed' and DATA_NAME = 'ho.txt'".format(HOME))) == []
+    assert list(Query(cb, ["DATA_NAME"], "DATA_NAME = 'ho.txt'")) == ["ho.txt"]
+    assert cb.msiDataObjChksum(HOME + "rods/closed/ho.txt", "", "")["code"] == -808000
+    for call in (lambda: cb.msiObjStat(HOME + "rods/closed/ho.txt", None),
+                 lambda: cb.msiObjStat(HOME + "rods/closed", None),
+                 lambda: cb.msiDataObjOpen("objPath={}rods/closed/ho.txt++++openFlags=O_RDONLY".format(HOME), 0)):
+        with pytest.raises(RuntimeError, match=r"-310000|-358000"):
+            call()
+    assert not exists(_zone(srv, SVC), HOME + "rods/closed/ho.txt")
 
 
 def test_a_collection_named_with_a_trailing_slash(world: Any) -> None:

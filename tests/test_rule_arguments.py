@@ -81,6 +81,86 @@ def test_fake_python_irodsclient_rule_passes_params_as_the_real_server_did() -> 
         assert [[k, v] for k, v in out.items()] == case["out_returned"]
 
 
+ROUND11 = os.path.join(ROOT, "tests", "data", "prep-observed", "round11-arguments.jsonl")
+PROBE_ARGS = os.path.join(ROOT, "tests", "data", "prep-probes", "probe_rule_arguments.py")
+
+
+def _round11() -> List[Dict[str, Any]]:
+    with open(ROUND11, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+class _Recorder2(_Recorder):
+    def has_rule(self, name: str) -> bool:
+        return name == "probe_args2"
+
+
+def test_round11_unquoted_values_reach_the_rule_verbatim_through_irule() -> None:
+    """round11-arguments.jsonl A1/A2: each COMMAND of probe_rule_arguments.py as rods; the values ('/', ':',
+    '=', ';', non-ASCII, empty) arrive verbatim and the empty OUT parameter comes back as the rule wrote it."""
+    import shlex
+
+    recs = _round11()
+    phase = [i for i, r in enumerate(recs) if r["probe"] == "phase"][0]
+    received_ = [r["received"] for r in recs[:phase] if r["probe"] == "probe_args2"]
+    clients = [r for r in recs[:phase] if r["probe"] == "irule_client"]
+    assert len(received_) == len(clients) == 7
+    for got, client in zip(received_, clients):
+        server = _Recorder2()
+        _s, instance, body, params, outputs = parse_irule(shlex.split(client["command"]))
+        out = exec_my_rule(server, "rods", body, params, outputs, instance)
+        assert server.got == [got], client["command"]
+        assert ["{} = {}".format(k, v) for k, v in out.items()] == client["stdout"].splitlines()
+
+
+def test_round11_values_reach_the_rule_verbatim_through_python_irodsclient() -> None:
+    """round11-arguments.jsonl, the DRIVER's Rule(..., params={"*a": v, "*out": ""}) as the rodsuser."""
+    from policy.irods_rules_client import execute
+    from simzone.rule_exec import FakeRule, RuleSession
+
+    recs = _round11()
+    phase = [i for i, r in enumerate(recs) if r["probe"] == "phase"][0]
+    for rec in [r for r in recs[phase:] if r["probe"] == "probe_args2"]:
+        server = _Recorder2()
+        execute(RuleSession(server, "omero-svc"), "probe_args2(*a, *out)", {"*a": rec["received"][0], "*out": ""},
+                ["*out"], rule_class=FakeRule)
+        assert server.got == [rec["received"]]
+
+
+def test_round11_create_then_write_fires_the_upload_peps_twice(tmp_path: Any) -> None:
+    """round11-arguments.jsonl P1/P2: python-irodsclient create() + open('w') + write of 8 bytes fires
+    pep_resource_modified_post (file_size 0, then 8), acPostProcForPut and pep_api_data_obj_close_post for
+    BOTH closes. probe_rule_arguments.py loaded as the fake server's core, the DRIVER's upload replayed."""
+    from simzone.catalog import SimCatalog
+    from simzone.prep import FakeServer
+
+    recs = _round11()
+    phase = [i for i, r in enumerate(recs) if r["probe"] == "phase"][0]
+    golden = [r for r in recs[phase + 1:] if r["probe"] != "probe_args2" and r["probe"] != "driver_client"]
+    out = tmp_path / "prep-probe.jsonl"
+    saved = os.environ.get("PREP_PROBE_OUT")
+    os.environ["PREP_PROBE_OUT"] = str(out)
+    try:
+        core_py = tmp_path / "core.py"
+        core_py.write_text(open(PROBE_ARGS, encoding="utf-8").read())
+        cat = SimCatalog(str(tmp_path / "zone"))
+        cat.add_user("omero-svc", "rodsuser")
+        srv = FakeServer(cat, FakeServer.load_core(str(core_py)), str(tmp_path / "rodsLog"))
+        coll = "/tempZone/home/omero-svc/probe-args-1"
+        cat.create_collection("omero-svc", coll)
+        srv.client_put("omero-svc", coll + "/manifest.json", b'{"x": 1}', api="prc_create")
+    finally:
+        if saved is None:
+            os.environ.pop("PREP_PROBE_OUT", None)
+        else:
+            os.environ["PREP_PROBE_OUT"] = saved
+        import sys
+
+        sys.modules.pop("core", None)
+    fake = [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
+    assert fake == golden
+
+
 def test_what_no_record_shows_is_refused_not_guessed() -> None:
     with pytest.raises(NotObserved):
         parse_irule(["irule", "-s", "-r", "x", "r(*a)", '*a="quoted"', "*a"])
@@ -126,7 +206,7 @@ def test_install_guide_lists_every_admin_rule_with_irule() -> None:
     rules = {re.search(r"'(omero_snapshots_\w+)\(", c).group(1) for c in irule_commands("docs/install.md")}
     assert rules == {"omero_snapshots_" + r for r in
                      ("enrol", "list", "status", "unenrol", "reprocess", "release", "purge", "doctor",
-                      "sweep_start")}
+                      "sweep_start", "fixity_start")}
 
 
 def test_every_irule_command_of_the_install_guide_works_as_written(dep: Any) -> None:
@@ -159,6 +239,8 @@ def test_every_irule_command_of_the_install_guide_works_as_written(dep: Any) -> 
     res = _run(dep, cmds["omero_snapshots_sweep_start"])
     assert res["ok"] and res["sweep"], res
     assert any("omero_snapshots_sweep(" in r[3] for r in dep.catalog.delay_rows() if r[4] == "pending")
+    res = _run(dep, cmds["omero_snapshots_fixity_start"])
+    assert res["ok"] and res["fixity"].startswith("armed"), res
     res = _run(dep, cmds["omero_snapshots_unenrol"].replace("alice", "carol"))
     assert res["ok"] and res["irods_user"] == "carol", res
 

@@ -1,4 +1,4 @@
-"""Driver for bench/probes/probe_unpack.py and for the live bench's native rule (NOT YET OBSERVED on a server).
+"""Driver for bench/probes/probe_unpack.py and for the live bench's native rule (run in round 11: round11-unpack.jsonl).
 
     IRODS_ENVIRONMENT_FILE=<svc env> IRODS_ADMIN_ENVIRONMENT_FILE=<rods env> python bench/probes/drive_unpack.py
 

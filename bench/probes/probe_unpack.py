@@ -1,9 +1,11 @@
-"""Probes for what issue 13's unpack changes rely on and no golden record shows yet (NOT YET OBSERVED).
+"""Probes for what issue 13's unpack changes rely on (run on a real server in round 11:
+tests/data/prep-observed/round11-unpack.jsonl).
 
-Style of /work/shared/reference/prep-observed/probe_rules.py: install these functions into a private test
-server's core (e.g. append this file to /etc/irods/core.py, or drop it in core.py.d), then trigger them as
-drive_unpack.py (beside this file) does. Every probe appends ONE JSON record to PROBE_OUT; copy the records
-to prep-observed/round11-unpack-probes.jsonl and compare with the expectations in the docstrings (what
+Style of tests/data/prep-observed/probe_rules.py (a copy of ../shared/reference/prep-observed/, relative to the
+project root): install these functions into a private test server's core (e.g. append this file to
+/etc/irods/core.py, or drop it in core.py.d), then trigger them as drive_unpack.py (beside this file) does.
+Every probe appends ONE JSON record to PROBE_OUT; the records of round 11 are in
+tests/data/prep-observed/round11-unpack.jsonl, to compare with the expectations in the docstrings (what
 policy/unpack.py, policy/parallel_write.py, policy/prep_zone.py objects_under and bench/unpack.py assume).
 
 Each probe takes rule_args[0] = a scratch collection the service account owns (created by the driver),

@@ -1,10 +1,12 @@
-# Round 11 probes (NOT YET RUN on a real server): the delay-server behaviour the self-healing design
-# (docs/self-healing.md) relies on or takes care not to rely on. Style of prep-observed/probe_rules.py.
+# Round 11 probes (run: tests/data/prep-observed/round11-self-healing.jsonl): the delay-server behaviour the
+# self-healing design (docs/self-healing.md) relies on or takes care not to rely on. Style of
+# prep-observed/probe_rules.py.
 # Install as (or append to) /etc/irods/core.py on a test server, then as the rodsuser omero-svc:
 #   irule -r irods_rule_engine_plugin-irods_rule_language-instance 'probe11_start("RUN")' null ruleExecOut
 #   irule -r ... 'probe11_start("RUN-raise")' null ruleExecOut     (a delayed rule that raises)
 # wait 3 minutes, then: iqstat -a ; cat /tmp/probe11.jsonl
-# Expectations the simulation marks "not yet observed" (simzone/prep.py SimClock, policy/retry.py):
+# Expectations of the simulation (simzone/prep.py SimClock, policy/retry.py), all as observed in round 11
+# (the probe's own LIKE pattern, holding quotes, was refused: the variant of round11-README.md fixed it):
 #   E1 delayExec called INSIDE a running delayed rule (as the rodsuser) is accepted and runs later as that
 #      user (retries and the sweep schedule their successor that way);
 #   E2 a PLUSET of 30 s is honoured: the rule does not run before 30 s (only 1 s was observed);

@@ -1,5 +1,6 @@
-"""Probes for what the project now relies on about rule arguments and the double upload PEP, and that
-no golden record shows yet (round 9 showed `alice`, `with space`, quoted values and literals only).
+"""Probes for what the project relies on about rule arguments and the double upload PEP, beyond round 9
+(which showed `alice`, `with space`, quoted values and literals only). Run in round 11: the answers are
+../prep-observed/round11-arguments.jsonl (A1, A2 and P1 as expected below; P2: both fire).
 
 Install as (part of) /etc/irods/core.py on a private test server (like prep-observed/probe_rules.py),
 restart, then run, as rods, each command of COMMANDS below and, as the service account (a rodsuser),
@@ -7,7 +8,7 @@ the python-irodsclient driver at the end of this file. Every probe appends one J
 $PREP_PROBE_OUT (default /tmp/prep-probe.jsonl); bring that file back to
 ../shared/reference/prep-observed/ as round11-arguments-and-create-peps.jsonl.
 
-Expectations the fake (simzone/rule_exec.py, simzone/prep.py) holds and that are NOT YET OBSERVED:
+Expectations the fake (simzone/rule_exec.py, simzone/prep.py) holds, asked of the server:
 - A1: unquoted values holding '/', ':', '.', '-', '_', '=', ';', non-ASCII and the empty string reach the
   Python rule verbatim through irule (`*a=<value>`) and through python-irodsclient params.
 - A2: the OUT parameter given as `*out=` (empty) comes back as what the rule wrote (round 9 shows it for
