@@ -91,6 +91,12 @@ NEEDS_INSTALL = {
     "round11 tests/data/prep-probes/probe_rule_arguments.py": "P1/P2 replace core.py (the upload PEPs), A1/A2 "
                                                               "need a core.py.d module: both a restart; golden: "
                                                               "round11-arguments.jsonl",
+    "round12 tests/data/prep-probes/probe_round12_heartbeat.py": "irule -F, no install, but what it records are "
+                                                                 "threads' ticks and timings during microservice "
+                                                                 "calls, not comparable record by record (and its "
+                                                                 "H2 hangs the agent); its findings are reproduced "
+                                                                 "by tests/test_lease_heartbeat.py; golden: "
+                                                                 "round12-heal-heartbeat.jsonl",
 }
 
 
