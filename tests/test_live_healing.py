@@ -101,9 +101,13 @@ def drop_orphaned_delay_rows(drops: List[str]) -> None:
     than 10 minutes. They would only find their drop gone; remove them (iqdel as the rodsadmin)."""
     if not drops:
         return
-    q = subprocess.run(["runuser", "-u", "irods", "--", "env", "HOME=/var/lib/irods", "iquest", "--no-page",
+    as_irods = ["runuser", "-u", "irods", "--", "env", "-u", "IRODS_ENVIRONMENT_FILE", "-u",
+                "IRODS_ADMIN_ENVIRONMENT_FILE", "HOME=/var/lib/irods"]  # the rodsadmin's own environment
+    q = subprocess.run(as_irods + ["iquest", "--no-page",
                         "%s|%s|%s", "select RULE_EXEC_ID, RULE_EXEC_NAME, RULE_EXEC_LOCK_HOST_PID"],
                        capture_output=True, text=True, timeout=60)
+    if q.returncode != 0:
+        raise AssertionError("cannot list the delay queue to clean up after the test: {}".format(q.stderr[-500:]))
     stale = []
     for line in q.stdout.splitlines():
         parts = line.split("|")
@@ -112,7 +116,7 @@ def drop_orphaned_delay_rows(drops: List[str]) -> None:
         if not os.path.exists("/proc/{}".format(int(parts[2]))):
             stale.append(parts[0].strip())
     if stale:
-        subprocess.run(["runuser", "-u", "irods", "--", "env", "HOME=/var/lib/irods", "iqdel"] + stale,
+        subprocess.run(as_irods + ["iqdel"] + stale,
                        capture_output=True, timeout=60)
 
 
