@@ -413,7 +413,8 @@ LIVE_TIMEOUT_S = 1800.0
 LOCK_WAIT_S = 60.0
 EXIT_UNAVAILABLE = 2
 GOALS = {"fast": 1.5, "streaming": 3.0}  # issue 13: ours / (msiTarFileExtract + checksums) on a real server
-BEFORE_PROCESSING = ("received", "queued", "unknown")
+BEFORE_PROCESSING = ("received", "queued", "accepted", "unknown")  # `accepted`: the PEP's verdict, not yet a run
+BEFORE_VERDICT = ("received", "queued", "unknown")  # what OMERO's Save keeps waiting on (omero_client.snapshots)
 FINAL = ("placed", "complete", "failed", "quarantined")
 UNPACK_PATH = "omero.snapshot.unpack_path"
 NATIVE_INSTANCE = "irods_rule_engine_plugin-irods_rule_language-instance"
@@ -516,7 +517,7 @@ def sha256_of(path: str) -> str:
 
 # ---------------------------------------------------------------------- ours: a drop, as OMERO makes it
 def upload_like_omero(zone: Any, landing: str, drop_id: str, archive: str, manifest: bytes,
-                      clock: Optional[Callable[[], float]] = None) -> float:
+                      clock: Optional[Callable[[], float]] = None, marks: Optional[Dict[str, float]] = None) -> float:
     """omero_client.save's steps for a ready-made archive: create landing/<drop_id>, mark it `uploading`, stream
     the archive into transfer.tar in 1 MiB writes, unmark, write manifest.json LAST (the commit marker the
     server's PEP waits for). Returns clock() right after the manifest's close."""
@@ -536,6 +537,8 @@ def upload_like_omero(zone: Any, landing: str, drop_id: str, archive: str, manif
     finally:
         writer.close()
     zone.apply_metadata(drop, [MetaOp("remove", V.STATUS, UPLOADING), MetaOp("remove", V.REASON, reason)])
+    if marks is not None:
+        marks["manifest_write"] = (clock or time.perf_counter)()  # its close runs the upload PEP (the verdict)
     _write_manifest(zone, drop, manifest)  # the same helper OMERO's save uses (it cleans up on failure)
     return (clock or time.perf_counter)()
 
@@ -605,7 +608,10 @@ def derive_timings(polls: List[Dict[str, Any]]) -> Dict[str, Any]:
       manifest's close) and the first that showed anything else; the estimate is the middle of that interval;
     - queue wait (AVUs): the landing record's `updated` when first seen `processing` minus when first seen
       `queued` (the server's clock, whole seconds; None when a state was never seen by a poll);
-    - excl_s = total_s - the polls' queue-wait estimate: the policy's own time.
+    - excl_s = total_s - the polls' queue-wait estimate: the policy's own time;
+    - verdict_s: t of the first poll that showed what OMERO's Save answers with (anything past `queued`: the
+      upload PEP's `accepted` with the snapshot's place, a refusal, or a later state). An upper bound: that
+      state was reached before the poll's answer came.
     """
     done = next((i for i, p in enumerate(polls) if is_done(p)), None)
     out: Dict[str, Any] = {"polls": len(polls), "status": polls[-1]["status"] if polls else None}
@@ -616,15 +622,18 @@ def derive_timings(polls: List[Dict[str, Any]]) -> Dict[str, Any]:
     upper = polls[first_past]["t"]
     lower = polls[first_past - 1]["t"] if first_past > 0 else 0.0
     wait = (lower + upper) / 2
+    first_verdict = next((i for i, p in enumerate(polls) if p["status"] not in BEFORE_VERDICT), done)
     seen: Dict[str, Optional[float]] = {}
     for p in polls:
-        if p["landing_status"] in ("queued", "processing") and p["landing_status"] not in seen:
+        if p["landing_status"] in ("queued", "accepted", "processing") and p["landing_status"] not in seen:
             seen[p["landing_status"]] = _utc_seconds(p["landing_updated"])
-    queued_at, processing_at = seen.get("queued"), seen.get("processing")
+    queued_at = seen.get("queued") if seen.get("queued") is not None else seen.get("accepted")
+    processing_at = seen.get("processing")
     avu_wait = processing_at - queued_at if queued_at is not None and processing_at is not None else None
     out.update({"total_s": round(total, 3), "done_after_s": round(polls[done - 1]["t"] if done else 0.0, 3),
                 "queue_wait_s": round(wait, 3), "queue_wait_bounds_s": [round(lower, 3), round(upper, 3)],
                 "queue_wait_avu_s": avu_wait, "excl_s": round(total - wait, 3), "status": polls[done]["status"],
+                "verdict_s": polls[first_verdict]["t"], "verdict_status": polls[first_verdict]["status"],
                 "snapshot": polls[done]["snapshot"], "reason": polls[done]["reason"]})
     return out
 
@@ -646,13 +655,15 @@ def run_ours(h: Any, archive: str, info: Dict[str, Any], sha256: str, omero_user
                          archive_size=os.path.getsize(archive), archive_sha256=sha256, archive_format="tar",
                          packer_version="1.3.2", label="unpack bench")
     started = clock()
-    t0 = upload_like_omero(h.svc, h.landing, drop_id, archive, manifest_to_json(doc), clock)
+    marks: Dict[str, float] = {}
+    t0 = upload_like_omero(h.svc, h.landing, drop_id, archive, manifest_to_json(doc), clock, marks)
     manifest_epoch = wall()  # the manifest's close on this machine's clock (the rule's stats use the server's)
     drop = h.landing + "/" + drop_id
     polls = poll_drop(lambda: h.admin_rule("omero_snapshots_status", drop_id), lambda: landing_record(h.admin, drop),
                       t0, timeout, clock, sleep, interval)
     timings = derive_timings(polls)
-    run: Dict[str, Any] = {"drop_id": drop_id, "upload_s": round(t0 - started, 3), **timings,
+    run: Dict[str, Any] = {"drop_id": drop_id, "upload_s": round(t0 - started, 3),
+                           "manifest_write_s": round(t0 - marks.get("manifest_write", t0), 3), **timings,
                            "timeline": [(p["t"], p["status"], p["landing_status"]) for p in polls]}
     snapshot = timings.get("snapshot")
     if snapshot:
@@ -846,6 +857,8 @@ def summarise(name: str, info: Dict[str, Any], archive_bytes: int, ours: List[Di
         "status": "/".join(statuses), "path": "/".join(paths) or None,
         "ours_s": _median([r["total_s"] for r in good]), "ours_excl_s": _median([r["excl_s"] for r in good]),
         "queue_wait_s": _median([r["queue_wait_s"] for r in good]),
+        "verdict_s": _median([r["verdict_s"] for r in good if r.get("verdict_s") is not None]),
+        "manifest_write_s": _median([r["manifest_write_s"] for r in good if r.get("manifest_write_s") is not None]),
         "queue_wait_avu_s": _median([r["queue_wait_avu_s"] for r in good if r.get("queue_wait_avu_s") is not None]),
         "native_extract_s": _median([r["extract_s"] for r in base]),
         "native_s": _median([r["total_s"] for r in base]),
@@ -888,10 +901,10 @@ def _goal_text(row: Dict[str, Any]) -> str:
 
 
 def format_live_table(rows: List[Dict[str, Any]]) -> str:
-    head = ("| archive | members | bytes | our path | ours s (incl. / excl. queue wait) | manifest -> processing s | "
-            "unpack s (rule's own) | agent peak RSS MB | msiTarFileExtract s | +checksums s | ratio ours/native | "
-            "goal |")
-    lines = [head, "|" + "---|" * 12]
+    head = ("| archive | members | bytes | our path | ours s (incl. / excl. queue wait) | manifest -> verdict s | "
+            "manifest -> processing s | unpack s (rule's own) | agent peak RSS MB | msiTarFileExtract s | "
+            "+checksums s | ratio ours/native | goal |")
+    lines = [head, "|" + "---|" * 13]
     for r in rows:
         path = r["path"] or "-"
         if r["status"] != "complete":
@@ -905,8 +918,9 @@ def format_live_table(rows: List[Dict[str, Any]]) -> str:
         rule = _num(r.get("rule_unpack_s"))
         if r.get("ratio_rule_unpack") is not None:
             rule += " ({:.2f}x)".format(r["ratio_rule_unpack"])
-        lines.append("| {} | {} | {} | {} | {} / {} | {} | {} | {} | {} | {} | {} | {} |".format(
-            r["archive"], r["members"], r["bytes"], path, _num(r["ours_s"]), _num(r["ours_excl_s"]), wait, rule,
+        lines.append("| {} | {} | {} | {} | {} / {} | {} | {} | {} | {} | {} | {} | {} | {} |".format(
+            r["archive"], r["members"], r["bytes"], path, _num(r["ours_s"]), _num(r["ours_excl_s"]),
+            _num(r.get("verdict_s")), wait, rule,
             _num(r.get("agent_peak_rss_mb")), _num(r["native_extract_s"]), _num(r["native_s"]), ratio,
             _goal_text(r)))
     return "\n".join(lines)
@@ -921,6 +935,10 @@ LIVE_NOTES = """\
   delay server's sleep interval, 30 s on the docker/ stack). excl.: minus the queue wait, the middle of the
   interval between the last poll that showed the drop queued and the first that showed it processing
   (+-0.25 s); "AVUs": the same wait from the landing record's omero.snapshot.updated (whole seconds).
+- manifest -> verdict s: from the manifest's close to the first poll showing what OMERO's Save answers with
+  (the upload PEP's `accepted` with the snapshot's place, or a refusal; issue 20), median; an upper bound
+  (the poll that saw it, every 0.5 s). The manifest's own write and close (which runs the upload PEP, and so
+  the verdict) is in the JSON as manifest_write_s.
 - manifest -> processing s: the queue wait above, apart (the delay server's pickup, not the policy's work).
 - unpack s (rule's own): the unpack step as the delayed rule timed it itself (omero.snapshot.unpack_stats AVU:
   scan, extraction or streaming, verification, transfer.xml; phases in the JSON), and in parentheses its ratio
@@ -970,9 +988,11 @@ def measure_live(h: Any, args: Any, work: str, omero_user: str, runs: int) -> Li
                 r = {"status": "error", "error": "{}: {}".format(type(e).__name__, e)}
             ours.append(r)
             note = r.get("error") or r.get("reason")
-            print("{} run {}: ours {} [{}] total {} s, queue wait {} s, excl. {} s{}".format(
-                name, k + 1, r.get("status"), r.get("path"), r.get("total_s"), r.get("queue_wait_s"),
-                r.get("excl_s"), "; " + str(note) if note else ""), file=sys.stderr)
+            print("{} run {}: ours {} [{}] total {} s, manifest write+close {} s, verdict {} s ({}), queue wait {} s, "
+                  "excl. {} s{}".format(name, k + 1, r.get("status"), r.get("path"), r.get("total_s"),
+                                        r.get("manifest_write_s"), r.get("verdict_s"), r.get("verdict_status"),
+                                        r.get("queue_wait_s"), r.get("excl_s"), "; " + str(note) if note else ""),
+                  file=sys.stderr)
             scratch = "/{}/home/{}/unpack-bench-{}".format(h.zone_name, h.service_account, h.unique("s"))
             try:
                 b = native_baseline(h.svc, path, scratch)

@@ -359,6 +359,10 @@ def save_message(status: DropStatus, who: Who, size: int, landing: str, zone_lab
         return ("Not saved: {} refused the snapshot (quarantined).\nWhy: {}\n{}\nThe upload is kept intact at {} "
                 "for the facility; quote {}.".format(where, status.reason or "no reason given", _advice(status, who),
                                                       status.location, ref))
+    if status.status == V.ACCEPTED:
+        return ("Saved to {}: {}\nOwner: iRODS user '{}'. The server accepted it and is now verifying the archive's "
+                "checksum and unpacking it; 'List iRODS Snapshots' shows when it is complete.".format(
+                    where, status.snapshot, status.irods_user))
     if status.status == V.UNPACKING:
         return ("Saved to {}: {}\nOwner: iRODS user '{}'. The server is still unpacking it; 'List iRODS "
                 "Snapshots' shows when it is complete.".format(where, status.snapshot, status.irods_user))

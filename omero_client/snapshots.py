@@ -40,7 +40,7 @@ from policy.zone import COLLECTION, Avu, Zone
 log = logging.getLogger("omero_snapshots.omero_client")
 
 LOADABLE = (V.PLACED_STATE, V.COMPLETE)
-IN_PROGRESS = ("received", V.QUEUED, V.PROCESSING)
+IN_PROGRESS = ("received", V.QUEUED, V.PROCESSING)  # `accepted` is a verdict: the snapshot's place is known
 
 
 @dataclass(frozen=True)

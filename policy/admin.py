@@ -158,7 +158,7 @@ def _recent_drops(zone: Zone, config: PolicyConfig) -> str:
     return "{} drop record(s) in the landing collection, {} in quarantine".format(len(names), quarantined)
 
 
-STUCK_STATES = ("queued", "processing", "unpacking", "released")
+STUCK_STATES = ("queued", "accepted", "processing", "unpacking", "released")
 
 
 def stuck_drops(zone: Zone, config: PolicyConfig, older_than: int = 900, limit: int = 500,

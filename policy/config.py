@@ -49,7 +49,9 @@ class Limits:
     max_expansion_ratio: float = 200.0
     max_member_path_bytes: int = 1024
     max_member_name_bytes: int = 255
-    lock_seconds: int = 3600
+    lock_seconds: int = 120  # a drop's lease: a run not heard of for this long is dead (policy/drop_lock.py)
+    lock_refresh_seconds: int = 30  # how often the running drop's heartbeat pushes its lease forward
+    lock_cover_mib_per_second: float = 20.0  # slowest checksum/extraction rate: sizes a microservice step's lease
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,9 @@ class RetrySettings:
     backoff_seconds: Tuple[int, ...] = (30, 120, 600, 3600)
     sweep_seconds: int = 3600
     sweep_grace_seconds: int = 900
+    # Attempts for a failure that is neither transient nor a refusal (an iRODS answer a rerun usually meets
+    # again, a bug): one more attempt after the first backoff heals what happened once (docs/self-healing.md).
+    error_attempts: int = 2
 
     @property
     def max_attempts(self) -> int:
@@ -139,6 +144,8 @@ def default_config_dict(zone: str = "tempZone", service_account: str = "omero-sv
             "max_member_path_bytes": limits.max_member_path_bytes,
             "max_member_name_bytes": limits.max_member_name_bytes,
             "lock_seconds": limits.lock_seconds,
+            "lock_refresh_seconds": limits.lock_refresh_seconds,
+            "lock_cover_mib_per_second": limits.lock_cover_mib_per_second,
         },
         "unpack": {
             "enabled": unpack.enabled,
@@ -151,6 +158,7 @@ def default_config_dict(zone: str = "tempZone", service_account: str = "omero-sv
             "backoff_seconds": list(retry.backoff_seconds),
             "sweep_seconds": retry.sweep_seconds,
             "sweep_grace_seconds": retry.sweep_grace_seconds,
+            "error_attempts": retry.error_attempts,
         },
         "fixity": {
             "enabled": FixitySettings.enabled,
@@ -296,7 +304,14 @@ def parse_config(data: Any, source_dir: Optional[str]) -> PolicyConfig:
         max_member_path_bytes=int(lim.get("max_member_path_bytes", d_limits.max_member_path_bytes)),
         max_member_name_bytes=int(lim.get("max_member_name_bytes", d_limits.max_member_name_bytes)),
         lock_seconds=int(lim.get("lock_seconds", d_limits.lock_seconds)),
+        lock_refresh_seconds=int(lim.get("lock_refresh_seconds", d_limits.lock_refresh_seconds)),
+        lock_cover_mib_per_second=float(lim.get("lock_cover_mib_per_second", d_limits.lock_cover_mib_per_second)),
     )
+    if limits.lock_refresh_seconds * 2 > limits.lock_seconds:
+        msg = ("config.limits.lock_refresh_seconds: {} is more than half of limits.lock_seconds ({}): a lease must "
+               "be refreshed at least twice before it ends, or a live run's lock could be taken over; lower "
+               "lock_refresh_seconds or raise lock_seconds".format(limits.lock_refresh_seconds, limits.lock_seconds))
+        raise ConfigError(msg, [msg])
     unpack = UnpackSettings(
         enabled=bool(unp.get("enabled", d_unpack.enabled)),
         case_insensitive_duplicates=bool(
@@ -313,6 +328,7 @@ def parse_config(data: Any, source_dir: Optional[str]) -> PolicyConfig:
         backoff_seconds=tuple(int(x) for x in ret.get("backoff_seconds", d_retry.backoff_seconds)),
         sweep_seconds=int(ret.get("sweep_seconds", d_retry.sweep_seconds)),
         sweep_grace_seconds=int(ret.get("sweep_grace_seconds", d_retry.sweep_grace_seconds)),
+        error_attempts=int(ret.get("error_attempts", d_retry.error_attempts)),
     )
 
     mapping_name = data.get("mapping_file", DEFAULT_MAPPING_FILE)

@@ -13,6 +13,7 @@ other object at a computed path is left alone and the next name is used.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import logging
 from dataclasses import dataclass
@@ -57,6 +58,7 @@ class Refused(Exception):
         super().__init__(reason)
         self.reason = reason
         self.rule = rule
+        self.root: Optional[str] = None  # the snapshot root, when the refusal came after it was known
 
 
 def utc_now() -> str:
@@ -101,8 +103,14 @@ def drop_status_at(zone: Zone, landing_collection: str, drop_id: str) -> Outcome
                 savus = zone.metadata(snap)
                 sstatus = V.first(savus, V.STATUS) or status
                 sreason = V.first(savus, V.REASON)
-                return Outcome(drop_id, sstatus, None if sreason in (None, "-") else sreason, snap,
-                               V.first(savus, V.IRODS_USER), location=snap)
+                user = V.first(savus, V.IRODS_USER) or V.first(avus, V.IRODS_USER)
+                if sstatus == V.ACCEPTED and status != V.ACCEPTED:
+                    # claimed by the verdict, nothing placed yet: the landing record is ahead (processing, or
+                    # failed before placement: then there is no snapshot to show, the upload waits in landing)
+                    return Outcome(drop_id, status, None if reason in (None, "-") else reason,
+                                   None if status in V.FINAL else snap, user, location=path)
+                return Outcome(drop_id, sstatus, None if sreason in (None, "-") else sreason, snap, user,
+                               location=snap)
             except NotFound:
                 pass
         return Outcome(drop_id, status, None if reason in (None, "-") else reason, snap,
@@ -164,8 +172,14 @@ def hex_of_irods_sha2(value: str) -> Optional[str]:
         return None
 
 
-def validate_drop(zone: Zone, config: PolicyConfig, drop_id: str) -> Manifest:
-    """Everything that can be wrong with the input, checked before anything moves."""
+def validate_drop(zone: Zone, config: PolicyConfig, drop_id: str, guard: Any = None,
+                  checksum: bool = True) -> Manifest:
+    """Everything that can be wrong with the input, checked before anything moves.
+
+    checksum=False: all but the archive's checksum (the upload PEP's verdict, which must stay cheap).
+
+    guard: the drop's lease; the archive's checksum is one microservice call as long as the archive is big,
+    during which no heartbeat runs (round 12), so the lease covers it first."""
     drop = config.landing_collection + "/" + drop_id
     listing = zone.list_collection(drop)
     names = {basename_of(s.path): s for s in listing.data_objects}
@@ -202,11 +216,21 @@ def validate_drop(zone: Zone, config: PolicyConfig, drop_id: str) -> Manifest:
         raise Refused("archive is {} bytes, over the limit of {}".format(archive.size,
                                                                           config.limits.archive_max_bytes),
                       "archive_too_large")
-    got = hex_of_irods_sha2(zone.checksum(drop + "/" + archive.name))
+    if checksum:
+        verify_checksum(zone, config, drop_id, manifest, guard)
+    return manifest
+
+
+def verify_checksum(zone: Zone, config: PolicyConfig, drop_id: str, manifest: Manifest, guard: Any = None) -> None:
+    """The archive's sha256 as iRODS computes it must be the manifest's; one microservice call as long as the
+    archive is big, during which no heartbeat runs (round 12): the lease covers it first."""
+    archive = manifest.archive
+    drop = config.landing_collection + "/" + drop_id
+    with (guard.covering_bytes(archive.size) if guard is not None else contextlib.nullcontext()):
+        got = hex_of_irods_sha2(zone.checksum(drop + "/" + archive.name))
     if got != archive.sha256:
         raise Refused("archive checksum mismatch: manifest.archive.sha256 is {}, iRODS computed {}; the upload "
                       "was corrupted or altered".format(archive.sha256, got), "checksum_mismatch")
-    return manifest
 
 
 def foreign_objects(zone: Zone, config: PolicyConfig, drop_id: str) -> List[str]:
@@ -248,7 +272,8 @@ def snapshot_avus(manifest: Manifest, irods_user: str, snapshot: str) -> List[Av
 INCOMING = ".incoming-"
 
 
-def _claim_snapshot(zone: Zone, config: PolicyConfig, manifest: Manifest, root: str) -> str:
+def _claim_snapshot(zone: Zone, config: PolicyConfig, manifest: Manifest, root: str,
+                    status: str = V.PROCESSING) -> str:
     """Create (or find again) this drop's snapshot collection; never reuse another drop's.
 
     The collection is made under a staging name only this drop uses (`.incoming-<drop_id>`; drop
@@ -264,7 +289,7 @@ def _claim_snapshot(zone: Zone, config: PolicyConfig, manifest: Manifest, root: 
                 return path  # an earlier run finished the claim
             staging = path
     if staging is None:
-        staging = _make_staging(zone, root, drop_id)
+        staging = _make_staging(zone, root, drop_id, status)
     name = snapshot_name(config.naming_template, manifest.created, manifest.who.omero_user,
                          manifest.label or "", drop_id, config.limits.label_max_chars)
     for attempt in range(1, MAX_NAME_ATTEMPTS + 1):
@@ -283,7 +308,7 @@ def _claim_snapshot(zone: Zone, config: PolicyConfig, manifest: Manifest, root: 
     raise IrodsError(-809000, "no free snapshot name after {} attempts under {}".format(MAX_NAME_ATTEMPTS, root))
 
 
-def _make_staging(zone: Zone, root: str, drop_id: str) -> str:
+def _make_staging(zone: Zone, root: str, drop_id: str, status: str = V.PROCESSING) -> str:
     for attempt in range(1, MAX_NAME_ATTEMPTS + 1):
         staging = root + "/" + INCOMING + drop_id + ("" if attempt == 1 else "-{}".format(attempt))
         try:
@@ -292,7 +317,7 @@ def _make_staging(zone: Zone, root: str, drop_id: str) -> str:
             if not owns(zone, staging, zone.user):
                 continue  # somebody else's collection that merely looks like ours: leave it alone
         zone.apply_metadata(staging, V.add_missing_ops(zone.metadata(staging), [
-            Avu(V.DROP_ID, drop_id), Avu(V.STATUS, V.PROCESSING)]))
+            Avu(V.DROP_ID, drop_id), Avu(V.STATUS, status)]))
         return staging
     raise IrodsError(-809000, "no free staging name for drop {} under {}".format(drop_id, root))
 
@@ -309,6 +334,130 @@ def _move_in(zone: Zone, drop: str, snapshot: str, name: str) -> None:
         except NotFound:
             pass
         raise
+
+
+# ---------------------------------------------------------------------- the decision (the PEP's verdict)
+def _decide(zone: Zone, config: PolicyConfig, mapping: UserMapping, drop_id: str, guard: Any = None,
+            checksum: bool = True) -> Tuple[Manifest, str, str]:
+    """(manifest, iRODS user, snapshot root) of an acceptable drop; raises Refused with what is wrong (and, for
+    the checksum, checked last, the root: where a claim of this drop may have to be given back)."""
+    manifest = validate_drop(zone, config, drop_id, guard, checksum=False)
+    decision = resolve_identity(mapping, manifest.who.omero_server, manifest.who.omero_user,
+                                config.service_account, zone.user_type)
+    if not decision.ok:
+        raise Refused(decision.refusal or "refused", decision.rule or "identity")
+    assert decision.irods_user is not None
+    irods_user = decision.irods_user
+    try:
+        root = snapshot_root(config.snapshot_root_template, config.zone, irods_user)
+    except PlacementError as e:
+        raise Refused("cannot place the snapshot: {}".format(e), "placement") from None
+    answer = _collection_answer(zone, root)
+    if answer is not None:
+        # the reason names iRODS' own answer too: a catalog that said "not found" for a root that is there (a
+        # fault) must be told from a user who was never enrolled
+        raise Refused("iRODS user '{}' has no snapshot root {} (not enrolled; iRODS answered {}); ask the admin to "
+                      "run: omero-snapshots enrol {} --omero-user {} --omero-server {}".format(
+                          irods_user, root, answer, irods_user, manifest.who.omero_user,
+                          manifest.who.omero_server), "not_enrolled")
+    if checksum:
+        try:
+            verify_checksum(zone, config, drop_id, manifest, guard)
+        except Refused as r:
+            r.root = root
+            raise
+    return manifest, irods_user, root
+
+
+def _collection_answer(zone: Zone, path: str) -> Optional[str]:
+    """None if path is a collection, else what iRODS answered (e.g. "USER_FILE_DOES_NOT_EXIST (-310000)").
+    A "no" moves the drop into quarantine, so it is believed only when a second look says the same: one catalog
+    answer of the moment must not refuse a researcher's drop."""
+    answer = ""
+    for _ in range(2):
+        try:
+            if zone.stat(path).kind == COLLECTION:
+                return None
+            e: IrodsError = NotFound(-310000, path)  # a data object of that name: not a root either
+        except NotFound as found:
+            e = found
+        answer = "{} ({})".format(e.name, e.code)
+    return answer
+
+
+def _record(manifest: Manifest, irods_user: str, snapshot: str, drop_id: str) -> dict:
+    """What the landing record keeps once the snapshot is claimed. It, which only the service account can write,
+    also names the OMERO user: a snapshot's owner can edit the snapshot's AVUs, so OMERO checks ownership
+    against this."""
+    return {V.SNAPSHOT_PATH: snapshot, V.IRODS_USER: irods_user, V.DROP_ID: drop_id,
+            V.OMERO_USER: manifest.who.omero_user, V.OMERO_SERVER: manifest.who.omero_server,
+            V.ARCHIVE_NAME: manifest.archive.name, V.ARCHIVE_SIZE: str(manifest.archive.size),
+            V.ARCHIVE_SHA256: manifest.archive.sha256}
+
+
+def verdict(zone: Zone, config: PolicyConfig, mapping: UserMapping, drop_id: str) -> Outcome:
+    """The upload PEP's verdict on a whole manifest (issue 20): every check but the archive's checksum. A
+    refusal quarantines the drop now (catalog calls only); an acceptable drop gets its snapshot claimed (its
+    final name and place) and the status `accepted`, so that OMERO's Save can say where the snapshot will be
+    within seconds. The delayed rule then verifies the checksum and moves, unpacks and hands over.
+
+    Anything it cannot decide is left to the delayed rule as before (the caller schedules it)."""
+    drop = config.landing_collection + "/" + drop_id
+    if foreign_objects(zone, config, drop_id):
+        return Outcome(drop_id, V.QUEUED, "left to the delayed rule (objects not written by the service account)",
+                       location=drop)
+    try:
+        manifest, irods_user, root = _decide(zone, config, mapping, drop_id, checksum=False)
+    except Refused as r:
+        return quarantine(zone, config, drop_id, r.reason, r.rule)
+    snapshot = _claim_snapshot(zone, config, manifest, root, V.ACCEPTED)
+    set_status(zone, drop, V.ACCEPTED, None, _record(manifest, irods_user, snapshot, drop_id))
+    return Outcome(drop_id, V.ACCEPTED, None, snapshot, irods_user, location=snapshot)
+
+
+def _claimed_only(zone: Zone, snapshot: str) -> bool:
+    """The verdict claimed this snapshot and no run verified the drop since (or the claim is gone)."""
+    try:
+        return V.first(zone.metadata(snapshot), V.STATUS) == V.ACCEPTED
+    except NotFound:
+        return True
+
+
+def _unclaim_one(zone: Zone, drop_id: str, path: str) -> None:
+    """Remove one claimed snapshot collection of this drop if it is still empty and ours."""
+    if exists(zone, path) and owns(zone, path, zone.user) and V.first(zone.metadata(path), V.DROP_ID) == drop_id:
+        listing = zone.list_collection(path)
+        if not listing.collections and not listing.data_objects:
+            zone.remove_collection(path)
+
+
+def _unclaim(zone: Zone, config: PolicyConfig, drop_id: str, recorded: Optional[str], root: Optional[str]) -> None:
+    """Give back the snapshot places claimed for a drop refused after the claim (its checksum, or a mapping
+    that changed): every collection of this drop under a snapshot root that is still EMPTY and the service
+    account's (the verdict's claim, a staging collection a fault left, marked or not yet), then the landing
+    record forgets it. Nothing with content is ever removed; an error propagates (the retry gives it back)."""
+    from policy.zone import MetaOp
+
+    landing = config.landing_collection
+    candidates = {p for p in zone.find_by_metadata(V.DROP_ID, drop_id, COLLECTION)
+                  if not (p == landing or p.startswith(landing + "/"))}
+    if recorded:
+        candidates.add(recorded)
+    if root:
+        candidates.add(root + "/" + INCOMING + drop_id)
+    for path in sorted(candidates):
+        if not exists(zone, path) or not owns(zone, path, zone.user):
+            continue
+        if V.first(zone.metadata(path), V.DROP_ID) not in (None, drop_id):
+            continue  # another drop's
+        listing = zone.list_collection(path)
+        if not listing.collections and not listing.data_objects:
+            zone.remove_collection(path)
+    drop = landing + "/" + drop_id
+    ops = [MetaOp("remove", a.attribute, a.value, a.units) for a in zone.metadata(drop)
+           if a.attribute in (V.SNAPSHOT_PATH, V.IRODS_USER)]
+    if ops:
+        zone.apply_metadata(drop, ops)
 
 
 # ---------------------------------------------------------------------- the use case
@@ -351,42 +500,22 @@ def ingest_drop(zone: Zone, config: PolicyConfig, mapping: UserMapping, drop_id:
         return Outcome(drop_id, "refused", "not processed: {} was not written by the service account '{}'"
                        .format(foreign[0], config.service_account), location=drop)
 
-    # Resume: an earlier run may already have moved the archive into a snapshot.
-    if snap_recorded is None:
+    # Resume: an earlier run may already have moved the archive into a snapshot. A snapshot only claimed by the
+    # upload PEP's verdict (its own status still `accepted`) still needs the checksum, and the decision again
+    # (the mapping may have changed since).
+    if snap_recorded is None or _claimed_only(zone, snap_recorded):
         set_status(zone, drop, V.PROCESSING)
         try:
-            manifest = validate_drop(zone, config, drop_id)
-            decision = resolve_identity(mapping, manifest.who.omero_server, manifest.who.omero_user,
-                                        config.service_account, zone.user_type)
-            if not decision.ok:
-                raise Refused(decision.refusal or "refused", decision.rule or "identity")
-            assert decision.irods_user is not None
-            irods_user = decision.irods_user
-            try:
-                root = snapshot_root(config.snapshot_root_template, config.zone, irods_user)
-            except PlacementError as e:
-                raise Refused("cannot place the snapshot: {}".format(e), "placement") from None
-            try:
-                if zone.stat(root).kind != COLLECTION:
-                    raise NotFound(-310000, root)
-            except NotFound as e:
-                # the reason names iRODS' own answer too: a catalog that said "not found" for a root that is
-                # there (a fault) must be told from a user who was never enrolled
-                raise Refused("iRODS user '{}' has no snapshot root {} (not enrolled; iRODS answered {} ({})); ask "
-                              "the admin to run: omero-snapshots enrol {} --omero-user {} --omero-server {}".format(
-                                  irods_user, root, e.name, e.code, irods_user, manifest.who.omero_user,
-                                  manifest.who.omero_server), "not_enrolled") from None
+            manifest, irods_user, root = _decide(zone, config, mapping, drop_id, guard)
         except Refused as r:
+            _unclaim(zone, config, drop_id, snap_recorded, r.root)
             return quarantine(zone, config, drop_id, r.reason, r.rule)
-        snapshot = _claim_snapshot(zone, config, manifest, root)
-        # The landing record, which only the service account can write, also names the OMERO user:
-        # a snapshot's owner can edit the snapshot's AVUs, so OMERO checks ownership against this.
-        set_status(zone, drop, V.PROCESSING, None, {V.SNAPSHOT_PATH: snapshot, V.IRODS_USER: irods_user,
-                                                    V.DROP_ID: drop_id, V.OMERO_USER: manifest.who.omero_user,
-                                                    V.OMERO_SERVER: manifest.who.omero_server,
-                                                    V.ARCHIVE_NAME: manifest.archive.name,
-                                                    V.ARCHIVE_SIZE: str(manifest.archive.size),
-                                                    V.ARCHIVE_SHA256: manifest.archive.sha256})
+        snapshot = _claim_snapshot(zone, config, manifest, root)  # finds the verdict's claim again, if any
+        if snap_recorded is not None and snap_recorded != snapshot:
+            _unclaim_one(zone, drop_id, snap_recorded)  # claimed under another root (the mapping changed)
+        if snap_recorded == snapshot:
+            set_status(zone, snapshot, V.PROCESSING)  # was `accepted`
+        set_status(zone, drop, V.PROCESSING, None, _record(manifest, irods_user, snapshot, drop_id))
     else:
         snapshot = snap_recorded
         irods_user = V.first(current, V.IRODS_USER) or ""
@@ -419,8 +548,9 @@ def ingest_drop(zone: Zone, config: PolicyConfig, mapping: UserMapping, drop_id:
         write_description(zone, snapshot, manifest_max_bytes=config.limits.manifest_max_bytes, own_unfinished=True)
     # Hand-over, strictly last: own to the user, then the service account drops to read.
     guard.check()
-    zone.set_acl(snapshot, irods_user, "own", recursive=True)
-    zone.set_acl(snapshot, zone.user, "read", recursive=True)
+    with guard.covering_objects(getattr(guard, "objects_hint", 0) + 2):  # two recursive microservice calls
+        zone.set_acl(snapshot, irods_user, "own", recursive=True)
+        zone.set_acl(snapshot, zone.user, "read", recursive=True)
     set_status(zone, drop, final_status, final_reason, {V.SNAPSHOT_PATH: snapshot, V.IRODS_USER: irods_user})
     log.info("drop %s -> %s (%s) for %s", drop_id, snapshot, final_status, irods_user)
     return Outcome(drop_id, final_status, final_reason, snapshot, irods_user, location=snapshot)

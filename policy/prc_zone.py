@@ -113,6 +113,11 @@ class PrcZone:
         self._paging = None
         self.session.cleanup()
 
+    def heartbeat_opener(self) -> Any:
+        """A second, independent session (its own connection pool) for the drop lease's heartbeat thread."""
+        session, zone_name = self.session, self.zone_name
+        return lambda: PrcZone(session.clone(), zone_name)
+
     # ------------------------------------------------------------------ helpers
     def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:

@@ -378,6 +378,25 @@ class PrepZone:
         probe = getattr(plane, "concurrent_plane", None)
         return probe() if probe is not None else None
 
+    def heartbeat_opener(self) -> Optional[Callable[[], Any]]:
+        """How the drop lease's heartbeat thread opens its OWN connection (policy/drop_lock.py): a second
+        in-rule python-irodsclient session as this user (round 12: it works beside the rule's calls; the
+        callback itself must never be used from another thread). None without python-irodsclient."""
+        sim = getattr(type(self.callback), "sim_heartbeat_zone", None)
+        if sim is not None:
+            return lambda: sim(self.callback)
+        import importlib.util
+
+        if importlib.util.find_spec("irods") is None:
+            return None
+        user, zone_name = self.user, self.zone_name
+
+        def open_session() -> Any:
+            from policy.prc_zone import in_server_session_zone
+
+            return in_server_session_zone(user, zone_name)
+        return open_session
+
     def close(self) -> None:
         plane, self._data_plane = self._data_plane, None
         if plane is not None and hasattr(plane, "close"):

@@ -26,6 +26,13 @@ def unpack_hook(config: PolicyConfig) -> Optional[ProcessHook]:
     return unpack_step
 
 
+def heartbeat_opener(zone: Zone) -> Optional[Callable[[], Zone]]:
+    """How the lease's heartbeat thread opens its own connection to the zone; None when the zone has none to
+    offer (then the main thread refreshes the lease between steps, policy/drop_lock.py)."""
+    probe = getattr(zone, "heartbeat_opener", None)
+    return probe() if probe is not None else None
+
+
 def process_drop(zone: Zone, config: PolicyConfig, mapping: UserMapping, drop_id: str,
                  break_lock: bool = False, on_locked: Optional[Callable[[], None]] = None,
                  clock: Callable[[], float] = time.time) -> Outcome:
@@ -40,6 +47,7 @@ def process_drop(zone: Zone, config: PolicyConfig, mapping: UserMapping, drop_id
     from policy.drop_lock import LockUnavailable, acquire, expires_at
     from policy.ingest import drop_status, set_status
     from policy.placement import is_safe_drop_id
+    from policy.zone import exists
 
     if not is_safe_drop_id(drop_id):
         return Outcome(drop_id, "refused", "not a valid drop id: {!r}".format(drop_id[:80]))
@@ -51,7 +59,7 @@ def process_drop(zone: Zone, config: PolicyConfig, mapping: UserMapping, drop_id
     except LockUnavailable as e:
         drop = config.landing_collection + "/" + drop_id
         now = drop_status(zone, config, drop_id)
-        if now.location == drop and now.status not in V.FINAL_GOOD:  # only an unfinished landing record
+        if now.status not in V.FINAL_GOOD and exists(zone, drop):  # only an unfinished landing record
             set_status(zone, drop, V.FAILED, "not processed: {}".format(e))
         return Outcome(drop_id, V.FAILED, "not processed: {}".format(e), location=now.location)
     if lock is None:
@@ -61,6 +69,8 @@ def process_drop(zone: Zone, config: PolicyConfig, mapping: UserMapping, drop_id
                            config.landing_collection + "/.locks/" + drop_id, expires_at(zone, config, drop_id)),
                        now.snapshot, now.irods_user, now.location)
     try:
+        # The lease's heartbeat: its own connection (the data plane's kind), so no step in progress stops it.
+        lock.start_heartbeat(heartbeat_opener(zone))
         if on_locked is not None:
             on_locked()
         return ingest_drop(zone, config, mapping, drop_id, process_hook=unpack_hook(config), guard=lock)

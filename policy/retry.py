@@ -11,10 +11,12 @@ What a failure means (docs/self-healing.md):
 - transient (TRANSIENT_CODES: connection, timeout, lock, catalog busy; a python-irodsclient network
   error): the retry already scheduled will try again, after the next backoff; after the last
   attempt the drop ends `failed`, saying so;
-- anything else (an iRODS refusal that a rerun would meet again, a bug: AttributeError, a missing
-  package): the drop ends `failed` at once, with a reason a person can act on, on the landing record
-  and on the snapshot if there is one. Nothing is deleted, moved back or overwritten, and the
-  snapshot stays the service account's, so the admin's reprocess resumes it.
+- anything else (an iRODS answer that a rerun usually meets again, a bug: AttributeError): one more
+  attempt after the backoff (`retry.error_attempts`, default 2 attempts: what happened once heals), then
+  `failed`, with a reason a person can act on, on the landing record and on the snapshot if there is
+  one; a missing package or an unusable configuration or mapping file ends it `failed` at once.
+  Nothing is deleted, moved back or overwritten, and the snapshot stays the service account's, so the
+  admin's reprocess resumes it.
 
 The attempt count is the landing record's `omero.snapshot.attempts`, written once the lock is held
 (a run that only found the lock taken is not an attempt). The short window before the retry is
@@ -96,7 +98,15 @@ def is_transient(exc: BaseException) -> bool:
         if exc.code in TRANSIENT_CODES:
             return True
         return exc.code == -1828000 and any(n in str(exc) for n in TRANSIENT_CLIENT_NAMES)
-    return isinstance(exc, TRANSIENT_TYPES)
+    return isinstance(exc, TRANSIENT_TYPES) or _client_network_error(exc)
+
+
+def _client_network_error(exc: BaseException) -> bool:
+    """python-irodsclient's own NetworkException, raised raw from the data plane (a member write, the archive's
+    read): what a run saw when its server stopped under it (observed: "Unable to send message" while writing
+    a member, the rule's own microservice calls still answering; tests/test_live_healing.py)."""
+    t = type(exc)
+    return t.__name__ in TRANSIENT_CLIENT_NAMES and t.__module__.split(".")[0] == "irods"
 
 
 def describe(exc: BaseException) -> str:
@@ -108,11 +118,11 @@ def describe(exc: BaseException) -> str:
     return "{}: {}".format(type(exc).__name__, str(exc)[:300])
 
 
-def permanent_reason(exc: BaseException) -> str:
+def permanent_reason(exc: BaseException, hint: bool = True) -> str:
+    tail = "; nothing was deleted or overwritten; " + ADMIN_HINT if hint else ""
     if isinstance(exc, IrodsError):
-        return ("iRODS refused a step of the processing ({}); nothing was deleted or overwritten; {}"
-                .format(describe(exc), ADMIN_HINT))
-    return "internal error in the policy ({}); {}".format(describe(exc), ADMIN_HINT)
+        return "iRODS refused a step of the processing ({}){}".format(describe(exc), tail)
+    return "internal error in the policy ({}){}".format(describe(exc), ("; " + ADMIN_HINT) if hint else "")
 
 
 def exhausted_reason(attempts: int, last: str) -> str:
@@ -175,7 +185,7 @@ def _run(rt: Runtime, config: PolicyConfig, zone: Zone, drop_id: str, mode: str)
     status = V.first(avus, V.STATUS)
     stored = _int(V.first(avus, V.ATTEMPTS))
     if mode == IF_UNSTARTED:
-        if status != V.QUEUED or stored > 0:
+        if status not in (V.QUEUED, V.ACCEPTED) or stored > 0:
             return drop_status(zone, config, drop_id)  # a run started: this fallback has nothing to do
         mode = ""
     # `quarantined` on a record still in landing: the move into quarantine did not happen (yet).
@@ -214,10 +224,10 @@ def _run(rt: Runtime, config: PolicyConfig, zone: Zone, drop_id: str, mode: str)
     except Exception as e:  # noqa: BLE001
         return _unreadable(rt, config, zone, drop_id, e)
     if held_until is not None:
-        # Another run holds the lock: it may be alive (then it finishes the drop) or dead (then its lock
-        # can be taken over once it expires). Come back then; this is not an attempt of ours.
-        delay = max(delay or 0, retry.backoff_seconds[0] if retry.backoff_seconds else 0,
-                    int(held_until - now) + 1)
+        # Another run holds the lock: it may be alive (then it finishes the drop) or dead (then its lease
+        # ends within limits.lock_seconds and it can be taken over). Come back when the lease ends, not after
+        # the next backoff: this is not an attempt of ours.
+        delay = max(1, int(held_until - now) + 1)
     scheduled = _schedule(rt, zone, drop_id, delay) if delay is not None else False
 
     def count_attempt() -> None:
@@ -248,6 +258,16 @@ def _run(rt: Runtime, config: PolicyConfig, zone: Zone, drop_id: str, mode: str)
                     attempt, "failed too, with {} (a fault that usually passes: connection, timeout, lock or "
                     "catalog busy)".format(describe(e))))
             raise  # no retry could be scheduled: the sweep restarts the drop (after its grace time)
+        # Neither transient nor a refusal (refusals end the drop without raising): an iRODS answer that a rerun
+        # usually meets again, or a bug. It may also have happened once (the catalog changed under the run, a
+        # fault of the moment), and the work is resumable: one more attempt (retry.error_attempts) before
+        # `failed` costs a researcher a backoff, and saves an admin's reprocess when it does not recur.
+        most = min(retry.error_attempts, retry.max_attempts)
+        if scheduled and attempt < most:
+            return _note_retry(zone, drop_id, landing, status, attempt, most, delay, e)
+        if attempt > 1:
+            return _mark_failed(rt, zone, config, drop_id, exhausted_reason(attempt, "failed too: {}".format(
+                permanent_reason(e, hint=False))))
         return _mark_failed(rt, zone, config, drop_id, permanent_reason(e))
     return out
 
@@ -321,6 +341,8 @@ def _mark_failed(rt: Runtime, zone: Zone, config: PolicyConfig, drop_id: str, re
     snapshot = V.first(avus, V.SNAPSHOT_PATH)
     if snapshot:
         try:
+            if V.first(zone.metadata(snapshot), V.STATUS) == V.ACCEPTED:
+                raise NotFound(-310000, snapshot)  # only the verdict's claim, nothing placed: the landing record
             if not owns(zone, snapshot, zone.user):
                 # Handed over already: the work was done; only the landing record was left to write.
                 final = V.first(zone.metadata(snapshot), V.STATUS) or V.PLACED_STATE

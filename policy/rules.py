@@ -111,7 +111,8 @@ class Entry:
             from policy.trigger import on_manifest_arrival
 
             config = self.load()
-            result = on_manifest_arrival(self.zone(callback, rei, config), config, drop_id, user, empty=empty)
+            result = on_manifest_arrival(self.zone(callback, rei, config), config, drop_id, user, empty=empty,
+                                         load_mapping=lambda: self.load_mapping(config))
             self._log(callback, "manifest {}: {}".format(path, result))
         except Exception:  # noqa: BLE001 - a post-PEP must never fail an upload that stored data
             self._log(callback, "upload PEP error (upload itself is fine):\n" + traceback.format_exc()[-1500:])

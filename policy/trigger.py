@@ -3,13 +3,19 @@
 Cheap, and acts once per manifest even though python-irodsclient's create()
 fires it twice (first empty, then whole: round 9). It never reads the archive, refuses
 uploads by anyone but the service account (leaving them untouched), marks
-the drop `queued` and schedules the delayed rule with only the drop id
-(delayExec rule text must stay under 5440 bytes).
+the drop `queued`, gives the VERDICT (issue 20: validation, mapping, enrolment and the
+snapshot's place, with catalog calls only; a refusal quarantines the drop at once, an
+acceptance claims the snapshot and marks the drop `accepted`), and schedules the delayed
+rule with only the drop id (delayExec rule text must stay under 5440 bytes), which
+verifies the archive's checksum, moves, unpacks and hands over. OMERO's Save thus learns
+where the snapshot will be within seconds of the manifest's close, whatever the delay
+server's sleep. If the verdict cannot be given (any error), the delayed rule decides, as
+before; the PEP itself never fails the upload.
 """
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Callable, Optional
 
 from policy import vocabulary as V
 from policy.config import PolicyConfig
@@ -26,7 +32,8 @@ EMPTY_MANIFEST_DELAY = 60  # seconds: the fallback run for a manifest that stays
 
 
 def on_manifest_arrival(zone: Zone, config: PolicyConfig, drop_id: str, uploader: str,
-                        delay_seconds: Optional[int] = None, empty: bool = False) -> str:
+                        delay_seconds: Optional[int] = None, empty: bool = False,
+                        load_mapping: Optional[Callable[[], Any]] = None) -> str:
     """Queue the drop once per manifest, whole.
 
     An empty arrival is not yet the manifest: it only schedules a late fallback run (so a manifest that
@@ -55,13 +62,30 @@ def on_manifest_arrival(zone: Zone, config: PolicyConfig, drop_id: str, uploader
             zone.schedule(process_call(drop_id, IF_UNSTARTED), max(delay, EMPTY_MANIFEST_DELAY))
             return "manifest empty so far: fallback run in {} s".format(max(delay, EMPTY_MANIFEST_DELAY))
         set_status(zone, drop, V.QUEUED, None, {V.DROP_ID: drop_id})
-        zone.schedule(process_call(drop_id), delay)
-        return "queued"
+        return _judge_and_schedule(zone, config, drop_id, delay, load_mapping, "queued")
     if not empty and status == V.QUEUED and V.first(avus, V.REASON) == AWAITING_BYTES:
         set_status(zone, drop, V.QUEUED, None)
-        zone.schedule(process_call(drop_id), delay)
-        return "queued (the manifest's bytes arrived)"
+        return _judge_and_schedule(zone, config, drop_id, delay, load_mapping, "queued (the manifest's bytes arrived)")
     return "already {}: not scheduled again".format(status)
+
+
+def _judge_and_schedule(zone: Zone, config: PolicyConfig, drop_id: str, delay: int,
+                        load_mapping: Optional[Callable[[], Any]], note: str) -> str:
+    """The verdict, then the delayed run (unless the verdict already ended the drop: quarantined)."""
+    said = ""
+    if load_mapping is not None:
+        from policy.ingest import verdict
+
+        try:
+            out = verdict(zone, config, load_mapping(), drop_id)
+        except Exception as e:  # noqa: BLE001 - the delayed rule decides instead; the upload stays fine
+            said = "; verdict left to the delayed rule ({}: {})".format(type(e).__name__, str(e)[:200])
+        else:
+            if out.status == V.QUARANTINED:
+                return "quarantined at once: {}".format(out.reason)
+            said = "; {}{}".format(out.status, " at " + out.snapshot if out.snapshot else "")
+    zone.schedule(process_call(drop_id), delay)
+    return note + said
 
 
 def _catalog_size(zone: Zone, path: str) -> int:

@@ -49,13 +49,14 @@ FIXITY_PASS = NS + "fixity.pass"  # only mid-pass: the worst outcome of the pass
 
 # Drop and snapshot states, in order of progress.
 QUEUED = "queued"
+ACCEPTED = "accepted"  # the upload PEP's verdict: valid, mapped, enrolled, snapshot place claimed (issue 20)
 PROCESSING = "processing"
 PLACED_STATE = "placed"
 UNPACKING = "unpacking"
 COMPLETE = "complete"
 FAILED = "failed"
 QUARANTINED = "quarantined"
-STATES = (QUEUED, PROCESSING, PLACED_STATE, UNPACKING, COMPLETE, FAILED, QUARANTINED)
+STATES = (QUEUED, ACCEPTED, PROCESSING, PLACED_STATE, UNPACKING, COMPLETE, FAILED, QUARANTINED)
 FINAL_GOOD = (PLACED_STATE, COMPLETE)
 FINAL = (PLACED_STATE, COMPLETE, FAILED, QUARANTINED)  # nothing runs for the drop any more
 

@@ -18,6 +18,7 @@ import os
 import re
 import sys
 import textwrap
+import threading
 import time
 import types
 from dataclasses import dataclass, field
@@ -115,6 +116,9 @@ class FakeServer:
         self.stdout: List[str] = []  # writeLine("stdout", ...) of rules run through irule
         self.error_lines: List[str] = []  # error-level lines written to the log (log_error)
         self.eof_reads = 0  # msiDataObjRead calls answered with the end-of-file None (tests count them)
+        # The agent's Python: held for the whole of every microservice call (round 12, H1: PREP does not let
+        # the rule's other threads run during one). The drop lease's heartbeat zone takes it for each call.
+        self.interpreter = threading.RLock()
 
     # ------------------------------------------------------------------ core
     @staticmethod
@@ -458,6 +462,29 @@ class SimClock:
         return int(row[0]), row[1], row[2], row[3]
 
 
+class _InterpreterBound:
+    """A zone whose every call first takes the agent's interpreter lock (see FakeServer.interpreter)."""
+
+    def __init__(self, zone: Any, interpreter: Any) -> None:
+        self._zone = zone
+        self._interpreter = interpreter
+        self.user = zone.user
+        self.zone_name = zone.zone_name
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._zone, name)
+        if not callable(attr):
+            return attr
+
+        def bound(*args: Any, **kwargs: Any) -> Any:
+            with self._interpreter:
+                return attr(*args, **kwargs)
+        return bound
+
+    def close(self) -> None:
+        self._zone.catalog.close()
+
+
 class FakeCallback:
     """The `callback` a rule receives: microservices on the simulated catalog, and calls to other rules."""
 
@@ -467,6 +494,16 @@ class FakeCallback:
         from simzone.zone import SimZone
 
         return SimZone(callback._server.catalog, callback._user)
+
+    @staticmethod
+    def sim_heartbeat_zone(callback: "FakeCallback") -> Any:
+        """The drop lease's heartbeat connection (production: a second in-rule python-irodsclient session,
+        policy.prep_zone.PrepZone.heartbeat_opener): its own catalog connection, and, like any Python thread
+        of a real agent, it cannot run while the rule's main thread is inside a microservice call (round 12)."""
+        from simzone.zone import SimZone
+
+        return _InterpreterBound(SimZone(SimCatalog(callback._cat.zone_dir, callback._cat.zone_name),
+                                         callback._user), callback._server.interpreter)
 
     @staticmethod
     def sim_now(callback: "FakeCallback") -> float:
@@ -488,6 +525,7 @@ class FakeCallback:
         self._user = user
         self._proxy = proxy or user
         self._fds: Dict[int, _OpenDesc] = {}
+        self._thread = threading.get_ident()
 
     # ------------------------------------------------------------------ dispatch
     def __getattr__(self, name: str) -> Callable[..., Dict[str, Any]]:
@@ -496,8 +534,13 @@ class FakeCallback:
         msi = getattr(type(self), "_msi_" + name, None)
         if msi is not None:
             def call(*args: Any) -> Dict[str, Any]:
+                if threading.get_ident() != self._thread:
+                    # Round 12, H2: on a real server the agent hangs for good (only SIGKILL ends it).
+                    raise RuntimeError("a second thread called the rule's callback ({}): on a real server this hangs "
+                                       "the agent; use a connection of its own (round 12)".format(name))
                 try:
-                    out = msi(self, list(args))
+                    with self._server.interpreter:
+                        out = msi(self, list(args))
                 except ReturnedCode as r:
                     # Not every failure raises (round 10): the call returns, arguments unchanged.
                     return {"arguments": list(args), "code": r.code, "status": False}
@@ -557,6 +600,10 @@ class FakeCallback:
         self._server.log("writeLine {}: {}".format(a[0], a[1]))
         if str(a[0]) == "stdout":
             self._server.stdout.append(str(a[1]))
+        return a
+
+    def _msi_msiSleep(self, a: List[Any]) -> List[Any]:  # noqa: N802 - iRODS name (round 12 probe)
+        time.sleep(int(a[0]) + int(a[1]) / 1e6)
         return a
 
     def _msi_msiGetSystemTime(self, a: List[Any]) -> List[Any]:  # noqa: N802

@@ -24,6 +24,11 @@ class SimZone:
         self.zone_name = catalog.zone_name
         self._scheduler = scheduler
 
+    def heartbeat_opener(self) -> Callable[[], "SimZone"]:
+        """The drop lease's heartbeat connection: the same zone over a catalog connection of its own."""
+        cat, user = self.catalog, self.user
+        return lambda: _OwnConnectionZone(SimCatalog(cat.zone_dir, cat.zone_name), user)
+
     def stat(self, path: str) -> Stat:
         return self.catalog.stat(self.user, path)
 
@@ -141,3 +146,10 @@ class ClientZone(SimZone):
         writer.write = counting_write  # type: ignore[method-assign]
         writer.on_close = fire
         return writer  # type: ignore[return-value]
+
+
+class _OwnConnectionZone(SimZone):
+    """A SimZone over a catalog connection it owns (the lease heartbeat's): closing it closes that connection."""
+
+    def close(self) -> None:
+        self.catalog.close()

@@ -95,6 +95,12 @@ NEEDS_INSTALL = {
         "python-irodsclient inside a rule, timing a real server's data plane (no fake runs python-irodsclient); "
         "its edge cases are replayed on the simulated catalog by tests/test_put_whole.py; stream_client.py is a "
         "client-side benchmark of the same data plane, not a probe; golden: round12-unpack-*.jsonl",
+    "round12 tests/data/prep-probes/probe_round12_heartbeat.py": "irule -F, no install, but what it records are "
+                                                                 "threads' ticks and timings during microservice "
+                                                                 "calls, not comparable record by record (and its "
+                                                                 "H2 hangs the agent); its findings are reproduced "
+                                                                 "by tests/test_lease_heartbeat.py; golden: "
+                                                                 "round12-heal-heartbeat.jsonl",
 }
 
 

@@ -64,8 +64,10 @@ def test_reprocess_respects_a_live_lock_and_force_takes_it_over(dep: Any) -> Non
     drop_id, _ = drop(dep, FIXTURES["dataset_zip"], run=False)
     held = acquire(dep.zone_as(SVC), dep.config, drop_id)  # a run that holds the lock (alive, or died just now)
     assert held is not None
-    dep.run_delay_server()
-    assert drop_status(dep.admin(), dep.config, drop_id).status == "queued"
+    # Within its lease (limits.lock_seconds): the drop's own run finds the lock held and comes back at the
+    # lease's end, after this horizon.
+    dep.server.run_delay_queue(horizon=dep.config.limits.lock_seconds // 2)
+    assert drop_status(dep.admin(), dep.config, drop_id).status == "accepted"  # the upload PEP's verdict
     res = dep.admin_rule("omero_snapshots_reprocess", drop_id)
     assert not res["ok"] and "another run is processing" in res["error"] and "force" in res["error"], res
     res = dep.admin_rule("omero_snapshots_reprocess", drop_id, "force")
@@ -136,11 +138,11 @@ def test_hostile_drop_ids_never_reach_rule_text(dep: Any, bad: str) -> None:
 def test_doctor_names_drops_nothing_works_on(dep: Any) -> None:
     from policy.admin import stuck_drops
 
-    drop_id, _ = drop(dep, FIXTURES["dataset_zip"], run=False)  # queued, its delayed rule never ran
+    drop_id, _ = drop(dep, FIXTURES["dataset_zip"], run=False)  # accepted by the upload PEP, its delayed rule never ran
     svc = dep.zone_as(SVC)
     assert stuck_drops(svc, dep.config) == []  # just queued: not stuck yet
     later = __import__("time").time() + 3600
-    assert stuck_drops(svc, dep.config, now=later) == ["{} (queued)".format(drop_id)]
+    assert stuck_drops(svc, dep.config, now=later) == ["{} (accepted)".format(drop_id)]
     dep.run_delay_server()
     assert stuck_drops(svc, dep.config, now=later) == []  # complete
 
@@ -157,9 +159,9 @@ def test_doctor_does_not_name_a_drop_whose_retry_is_due(dep: Any) -> None:
     drop_id, _ = drop(dep, FIXTURES["dataset_zip"], run=False)
     dep.catalog.db.execute("UPDATE delay SET state='lost'")  # the PEP's runs are gone
     now = dep.server.clock.now()
-    assert stuck_drops(prep("rods"), dep.config, now=now + 3600) == ["{} (queued)".format(drop_id)]
+    assert stuck_drops(prep("rods"), dep.config, now=now + 3600) == ["{} (accepted)".format(drop_id)]
     # a retry waiting out an hour's backoff: something works on the drop
     prep(SVC).schedule("callback.omero_snapshots_process_drop('{}', 'retry')".format(drop_id), 3500)
     assert stuck_drops(prep("rods"), dep.config, now=now + 3600) == []
     # long overdue (its delay server is gone): named again
-    assert stuck_drops(prep("rods"), dep.config, now=now + 3500 + 7200) == ["{} (queued)".format(drop_id)]
+    assert stuck_drops(prep("rods"), dep.config, now=now + 3500 + 7200) == ["{} (accepted)".format(drop_id)]

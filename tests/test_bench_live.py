@@ -421,6 +421,19 @@ def test_derive_timings_queue_wait_from_polls_and_avus() -> None:
     assert t["status"] == "complete" and t["polls"] == 6
 
 
+def test_derive_timings_verdict_from_the_upload_pep_apart_from_the_queue_wait() -> None:
+    """Issue 20: the first poll already shows the PEP's verdict (`accepted`); the delayed run starts 30 s later."""
+    polls = [poll(0.12, "accepted", "accepted", iso(0)), poll(0.62, "accepted", "accepted", iso(0)),
+             poll(30.12, "processing", "processing", iso(30)), poll(31.12, "complete", "complete", iso(31))]
+    t = bench.derive_timings(polls)
+    assert t["verdict_s"] == 0.12 and t["verdict_status"] == "accepted"
+    assert t["queue_wait_bounds_s"] == [0.62, 30.12] and t["queue_wait_avu_s"] == 30.0
+    # without the PEP's verdict, the verdict is the delayed run's first state
+    t = bench.derive_timings([poll(0.1, "queued", "queued"), poll(14.6, "processing", "processing"),
+                              poll(15.1, "complete", "complete")])
+    assert t["verdict_s"] == 14.6 and t["verdict_status"] == "processing"
+
+
 def test_derive_timings_first_poll_already_processing_and_no_avus() -> None:
     t = bench.derive_timings([poll(0.1, "unpacking", None), poll(0.6, "failed", "failed")])
     assert t["queue_wait_bounds_s"] == [0.0, 0.1] and t["queue_wait_avu_s"] is None
@@ -588,7 +601,7 @@ def test_summarise_ratios_and_goals() -> None:
     assert lines[0].startswith("| archive | members | bytes | our path | ours s (incl. / excl. queue wait) |")
     assert "ratio ours/native | goal |" in lines[0] and len(lines) == 5
     assert "manifest -> processing s | unpack s (rule's own) | agent peak RSS MB |" in lines[0]
-    assert ("| fast | 32.50 / 3.20 | 29.30 (AVUs: 29.5) | 2.70 (1.04x) | 70.50 | 2.10 | 2.60 | "
+    assert ("| fast | 32.50 / 3.20 | - | 29.30 (AVUs: 29.5) | 2.70 (1.04x) | 70.50 | 2.10 | 2.60 | "
             "1.23 (1.52 vs extract alone) |") in lines[2]
     assert lines[2].endswith("| fast <= 1.5x: met (NOT met vs extract alone) |")
     assert lines[3].endswith("| streaming <= 3x: NOT met |")

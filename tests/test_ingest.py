@@ -340,7 +340,7 @@ def test_a_pep_that_says_empty_for_a_manifest_with_bytes_is_judged_by_the_catalo
     dep.catalog.apply_metadata(SVC, json.dumps({"entity_name": dep.config.landing_collection + "/" + drop_id,
                                                 "entity_type": "collection", "operations": [
                                                     {"operation": "remove", "attribute": V.STATUS,
-                                                     "value": "queued", "units": ""}]}))
+                                                     "value": "accepted", "units": ""}]}))  # the verdict's
     path = dep.config.landing_collection + "/" + drop_id + "/manifest.json"
     dep.server.fire_write_peps(path, SVC, 0, "prc", PepOutcome())
     rows = [r for r in dep.catalog.delay_rows() if r[4] == "pending"]

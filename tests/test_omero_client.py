@@ -297,7 +297,36 @@ def test_failed_upload_removes_partial_drop_and_writes_no_manifest(d: Any, workd
     assert os.listdir(workdir) == []
 
 
-def test_poll_is_bounded_and_reports_still_processing(d: Any, workdir: str) -> None:
+def test_save_shows_where_the_snapshot_will_be_before_the_delay_server_runs(d: Any, workdir: str) -> None:
+    """Issue 20: the upload PEP's verdict (valid, mapped, enrolled, place claimed) is Save's answer; the delay
+    server has not run yet (no hook), the unpack comes later."""
+    clock = FakeClock()
+    result = save(svc_zone(d), d.config.landing_collection, JDOE, [("Image", 51)], FakePacker(FIXTURES["image_tar"]),
+                  workdir=workdir, poll=poll_for(d, clock, run=False))
+    assert result.status == V.ACCEPTED and result.polls == 1 and clock.t == 0
+    assert result.snapshot and result.snapshot.startswith("/tempZone/home/alice/omero-snapshots/")
+    assert result.irods_user == "alice"
+    assert result.snapshot in result.message and "verifying" in result.message
+    d.run_delay_server()
+    st = drop_status(svc_zone(d), d.config.landing_collection, result.drop_id)
+    assert st.status == V.COMPLETE and st.snapshot == result.snapshot  # where Save said it would be
+
+
+def test_save_shows_a_refusal_before_the_delay_server_runs(d: Any, workdir: str) -> None:
+    clock = FakeClock()
+    who = Who(omero_user="nobody", omero_user_id=9, omero_group="lab", omero_server=JDOE.omero_server)
+    result = save(svc_zone(d), d.config.landing_collection, who, [("Image", 51)], FakePacker(FIXTURES["image_tar"]),
+                  workdir=workdir, poll=poll_for(d, clock, run=False))
+    assert result.status == V.QUARANTINED and clock.t == 0, result
+    assert "Not saved" in result.message and "enrol" in result.message
+
+
+def test_poll_is_bounded_and_reports_still_processing(d: Any, workdir: str, monkeypatch: Any) -> None:
+    import policy.ingest
+
+    def no_verdict(*a: Any, **k: Any) -> Any:
+        raise RuntimeError("the verdict could not be given")  # then only the delayed rule decides
+    monkeypatch.setattr(policy.ingest, "verdict", no_verdict)
     clock = FakeClock()
     result = save(svc_zone(d), d.config.landing_collection, JDOE, [("Image", 51)], FakePacker(FIXTURES["image_tar"]),
                   workdir=workdir, poll=poll_for(d, clock, run=False))

@@ -50,8 +50,9 @@ def test_list_shows_a_snapshot_failed_by_a_bug_with_its_reason(tmp_path: Any) ->
     d.catalog.fault_hook = bug_while_unpacking
     result = _save(d, tmp_path)
     d.catalog.fault_hook = None
-    want = ("internal error in the policy (AttributeError: 'NoneType' object has no attribute 'size'); the "
-            "facility's admin can see the server log and run reprocess")
+    want = ("gave up after 2 attempts: the last one failed too: internal error in the policy (AttributeError: "
+            "'NoneType' object has no attribute 'size'); nothing was deleted or overwritten; the facility's admin "
+            "can see the server log and run reprocess")  # a bug that recurs: retry.error_attempts, then failed
     assert result.status == V.FAILED and result.reason == want, result
     assert want in result.message and result.snapshot and result.snapshot in result.message
     snaps = snapshots_of(svc_zone(d), d.config.landing_collection, "jdoe", OMERO_SERVER)

@@ -57,11 +57,13 @@ def always(d: Any, op: str, code: int) -> None:
     d.catalog.fault_hook = hook
 
 
-def once(d: Any, op: str, exc: BaseException, after: int = 0) -> List[int]:
+def once(d: Any, op: Any, exc: BaseException, after: int = 0) -> List[int]:
+    """op: a catalog operation's name, or a tuple of names (a member write is open_new or, whole, put_new)."""
     seen = [0]
+    ops = op if isinstance(op, tuple) else (op,)
 
     def hook(name: str, args: Tuple[Any, ...]) -> None:
-        if name == op:
+        if name in ops:
             seen[0] += 1
             if seen[0] == after + 1:
                 raise exc
@@ -76,6 +78,10 @@ def test_transient_codes_are_the_ones_that_can_pass() -> None:
     from policy.errors import IrodsError
 
     assert is_transient(IrodsError(-1828000, "write: NetworkException: connection lost"))
+    # raw from the data plane when the server stopped under a run (tests/test_live_healing.py)
+    from irods.exception import NetworkException
+
+    assert is_transient(NetworkException("Unable to send message"))
     # every code the real server answered the adapter's calls with (round 10) is deterministic
     for code in (-818000, -130000, -834000, -833000, -809000, -310000, -814000, -358000, -1084000, -1107000,
                  -1821000, -345000, -816000, -827000, -339000, -46000, -78000, -1, -1828000):
@@ -133,7 +139,8 @@ def test_backoff_comes_from_the_configuration(tmp_path: Any) -> None:
     assert [pluset_seconds(r[2]) for r in retry_rows(d, drop_id)] == [5, 7]
 
 
-def test_a_bug_ends_the_drop_failed_on_landing_and_snapshot_with_an_actionable_reason(tmp_path: Any) -> None:
+def test_a_bug_that_happens_once_heals_with_one_more_attempt(tmp_path: Any) -> None:
+    """Neither transient nor a refusal: retry.error_attempts (2) attempts, the second after the first backoff."""
     d = deployment(tmp_path, fast_path="never")
     archive = FIXTURES["plate_zip"]
     drop_id, _ = drop(d, archive, run=False)
@@ -141,12 +148,31 @@ def test_a_bug_ends_the_drop_failed_on_landing_and_snapshot_with_an_actionable_r
     drain(d)
     d.catalog.fault_hook = None
     st = drop_status(d.admin(), d.config, drop_id)
+    assert st.status == "complete" and st.reason is None, st
+    assert landing_avus(d, drop_id)[V.ATTEMPTS] == ["2"]
+
+
+def test_a_bug_that_recurs_ends_the_drop_failed_on_landing_and_snapshot_with_an_actionable_reason(
+        tmp_path: Any) -> None:
+    d = deployment(tmp_path, fast_path="never")
+    archive = FIXTURES["plate_zip"]
+    drop_id, _ = drop(d, archive, run=False)
+
+    def hook(name: str, args: Tuple[Any, ...]) -> None:
+        if name in ("open_new", "put_new"):  # a member write, whole or opened
+            raise AttributeError("'NoneType' object has no attribute 'members'")  # every time: a real bug
+    d.catalog.fault_hook = hook
+    drain(d)
+    d.catalog.fault_hook = None
+    st = drop_status(d.admin(), d.config, drop_id)
     assert st.status == "failed" and st.snapshot, st
-    want = ("internal error in the policy (AttributeError: 'NoneType' object has no attribute 'members'); "
-            "the facility's admin can see the server log and run reprocess")
+    want = ("gave up after 2 attempts: the last one failed too: internal error in the policy (AttributeError: "
+            "'NoneType' object has no attribute 'members'); nothing was deleted or overwritten; the facility's "
+            "admin can see the server log and run reprocess")
     assert st.reason == want
     assert V.first(d.catalog.metadata(st.snapshot), V.STATUS) == "failed"
     assert landing_avus(d, drop_id)[V.REASON] == [want]
+    assert landing_avus(d, drop_id)[V.ATTEMPTS] == ["2"]
     # kept, not handed over: the service account still owns it, so the reprocess can resume
     assert ("omero-svc", "own") in {(a.user, a.level) for a in d.catalog.acl(st.snapshot)}
     assert vault_bytes(d, st.snapshot + "/transfer.zip") == open(archive, "rb").read()
@@ -154,6 +180,21 @@ def test_a_bug_ends_the_drop_failed_on_landing_and_snapshot_with_an_actionable_r
     d.server.irule(SVC, "omero_snapshots_process_drop", [drop_id], instance=NATIVE_INSTANCE)
     st = drop_status(d.admin(), d.config, drop_id)
     assert st.status == "complete" and st.reason is None
+
+
+def test_error_attempts_1_fails_such_a_drop_at_once(tmp_path: Any) -> None:
+    from policy.config import default_config_dict
+
+    cfg = default_config_dict()
+    cfg["unpack"]["fast_path"] = "never"
+    cfg["retry"]["error_attempts"] = 1
+    d = enrolled_deployment(str(tmp_path / "zone"), cfg)
+    drop_id, _ = drop(d, FIXTURES["plate_zip"], run=False)
+    once(d, ("open_new", "put_new"), AttributeError("'NoneType' object has no attribute 'members'"))
+    drain(d)
+    st = drop_status(d.admin(), d.config, drop_id)
+    assert st.status == "failed" and st.reason.startswith("internal error in the policy (AttributeError"), st
+    assert landing_avus(d, drop_id)[V.ATTEMPTS] == ["1"]
 
 
 # ---------------------------------------------------------------------- a kill after the retry was scheduled
