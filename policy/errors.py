@@ -37,7 +37,7 @@ CODES: Dict[str, int] = {
     "CAT_NAME_EXISTS_AS_DATAOBJ": -834000,
     "CAT_COLLECTION_NOT_EMPTY": -821000,
     "RULE_ENGINE_ERROR": -1828000,
-    "USER_CHKSUM_MISMATCH": -407000,  # a verify found a replica's bytes differ (policy/fixity.py)
+    "CHECK_VERIFICATION_RESULTS": -407000,  # a verify found a replica's bytes differ (policy/fixity.py)
     "UNIX_FILE_OPEN_ERR": -510002,  # a replica's file cannot be opened (its vault file is gone)
 }
 NAMES: Dict[int, str] = {v: k for k, v in CODES.items()}

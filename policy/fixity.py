@@ -4,7 +4,7 @@ When a snapshot is made, iRODS computes and records a `sha2:` checksum for the a
 member under `content/` (policy/ingest.py, policy/unpack.py). The audit asks the SERVER to recompute each
 of those checksums from every replica's bytes and compare them with the catalog (msiDataObjChksum with
 `ChksumAll=++++verifyChksum=`): no bytes cross the network, nothing is registered, and a rodsuser with only
-`read` may do it (prep-observed round12-fixity-verify.jsonl: 0 when equal, USER_CHKSUM_MISMATCH -407000
+`read` may do it (prep-observed round12-fixity-verify.jsonl: 0 when equal, CHECK_VERIFICATION_RESULTS -407000
 when a replica's bytes differ or its file is gone; the plain call only reads the catalog back and
 `forceChksum=` is refused -818000 for a reader). On -407000 one read through the data plane tells a
 missing replica (it cannot be opened: UNIX_FILE_OPEN_ERR -510002) from changed bytes.
@@ -40,7 +40,7 @@ log = logging.getLogger("omero_snapshots.fixity")
 
 FIXITY_RULE = "omero_snapshots_fixity"
 VERIFY_OPTIONS = "ChksumAll=++++verifyChksum="  # every replica, recomputed, compared, nothing registered
-USER_CHKSUM_MISMATCH = -407000
+CHECK_VERIFICATION_RESULTS = -407000  # ierror -407000
 
 # Outcomes of one object, and of a snapshot (its worst object), worst first.
 MISMATCH = "mismatch"  # a replica's bytes no longer match the recorded checksum
@@ -110,7 +110,7 @@ def verify_object(zone: Zone, path: str, recorded: str) -> Tuple[str, str]:
         verify(path)
         return OK, ""
     except IrodsError as e:
-        if e.code != USER_CHKSUM_MISMATCH:
+        if e.code != CHECK_VERIFICATION_RESULTS:
             return ERROR, "{} ({})".format(e.name, e.code)
     try:  # the server said the bytes differ or are gone: which one?
         with zone.open_read(path) as f:

@@ -203,7 +203,7 @@ class PrepZone:
 
     def verify_checksum(self, path: str) -> None:
         """Have the server recompute the checksum of every replica and compare it with the catalog; nothing is
-        registered, and `read` is enough (round12-fixity-verify.jsonl). USER_CHKSUM_MISMATCH (-407000) when a
+        registered, and `read` is enough (round12-fixity-verify.jsonl). CHECK_VERIFICATION_RESULTS (-407000) when a
         replica differs, its file is gone, or no checksum is recorded (policy/fixity.py)."""
         from policy.fixity import VERIFY_OPTIONS
 
