@@ -452,3 +452,28 @@ class LiveHarness(Harness):
         listing = self.admin.list_collection(path)
         return [(c, "collection") for c in listing.collections] + [(s.path, "data_object")
                                                                   for s in listing.data_objects]
+
+
+_probed: Optional[Tuple[Tuple[str, str], Optional[str]]] = None
+
+
+def live_available() -> Tuple[str, str]:
+    """The two environment files of a reachable server, or skip the calling test saying why (once probed, the
+    answer is remembered for the session)."""
+    import pytest
+
+    global _probed
+    try:
+        pytest.importorskip("irods", reason="python-irodsclient is not installed (pip install -e '.[test]')")
+        envs = live_configuration()
+    except LiveUnavailable as e:
+        pytest.skip(str(e))
+    if _probed is None or _probed[0] != envs:
+        try:
+            probe(*envs)
+            _probed = (envs, None)
+        except LiveUnavailable as e:
+            _probed = (envs, str(e))
+    if _probed[1] is not None:
+        pytest.skip(_probed[1])
+    return envs

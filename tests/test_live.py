@@ -16,45 +16,13 @@ server name, and removes them, their snapshots and its drops afterwards.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator, Optional, Tuple
+from typing import Any, Callable
 
 import pytest
-from harness import LiveHarness, LiveUnavailable, live_configuration, probe
+from harness import LiveHarness
 from scenarios import SCENARIOS
 
 pytestmark = pytest.mark.live
-
-_probed: Optional[Tuple[Tuple[str, str], Optional[str]]] = None
-
-
-def _available() -> Tuple[str, str]:
-    """The two environment files of a reachable server, or skip (once probed, the answer is remembered)."""
-    global _probed
-    try:
-        pytest.importorskip("irods", reason="python-irodsclient is not installed (pip install -e '.[test]')")
-        envs = live_configuration()
-    except LiveUnavailable as e:
-        pytest.skip(str(e))
-    if _probed is None or _probed[0] != envs:
-        try:
-            probe(*envs)
-            _probed = (envs, None)
-        except LiveUnavailable as e:
-            _probed = (envs, str(e))
-    if _probed[1] is not None:
-        pytest.skip(_probed[1])
-    return envs
-
-
-@pytest.fixture
-def h(tmp_path: Any) -> Iterator[LiveHarness]:
-    svc_env, admin_env = _available()
-    harness = LiveHarness(svc_env, admin_env, workdir=str(tmp_path))
-    try:
-        yield harness
-    finally:
-        harness.close()
-
 
 @pytest.mark.parametrize("scenario", list(SCENARIOS.values()), ids=list(SCENARIOS))
 def test_scenario_live(h: LiveHarness, scenario: Callable[[Any], None]) -> None:

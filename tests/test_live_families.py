@@ -33,7 +33,6 @@ from harness import LiveHarness
 from helpers import members_of
 from robustness_report import LIVE_PREFIX
 from scenarios import FIXTURES, drop, file_bytes, handed_over, manifest
-from test_live import _available
 
 from policy import vocabulary as V
 from simzone.deploy import archive_format
@@ -61,16 +60,6 @@ class Family:
         final = None if status in ("refused", "ignored") else status in FINAL  # a refusal has no drop to finish
         self.rb.record(self.name, case, status, lost, overwritten, escaped, final=final,
                        seconds=time.monotonic() - (since if since is not None else self.t0))
-
-
-@pytest.fixture
-def h(tmp_path: Any) -> Iterator[LiveHarness]:
-    svc_env, admin_env = _available()
-    harness = LiveHarness(svc_env, admin_env, workdir=str(tmp_path))
-    try:
-        yield harness
-    finally:
-        harness.close()
 
 
 def on_server_host() -> None:

@@ -16,13 +16,12 @@ import hashlib
 import json
 import os
 import subprocess
-from typing import Any, Dict, Iterator
+from typing import Any, Dict
 
 import pytest
 from harness import LiveHarness
 from scenarios import FIXTURES, drop, manifest
 from test_describe import validate_ro_crate
-from test_live import _available
 from test_live_families import CONFIG_FILE, VAULT, on_server_host, server_file
 
 from omero_client.snapshots import format_listing, snapshots_of
@@ -32,16 +31,6 @@ from policy.irods_rules_client import call_rule
 
 pytestmark = pytest.mark.live
 LAST_TOKEN = "f" * 16  # larger than any armed chain's token: a run with it never continues a chain
-
-
-@pytest.fixture
-def h(tmp_path: Any) -> Iterator[LiveHarness]:
-    svc_env, admin_env = _available()
-    harness = LiveHarness(svc_env, admin_env, workdir=str(tmp_path))
-    try:
-        yield harness
-    finally:
-        harness.close()
 
 
 def vault_file(h: LiveHarness, path: str) -> str:
