@@ -94,7 +94,27 @@ class PrcZone:
             if self._paging is None:
                 clone = getattr(self.session, "clone", None)
                 self._paging = clone() if clone is not None else self.session
-            yield self._paging
+            try:
+                yield self._paging
+            except Exception:
+                # Its one connection may be dead (a server restarted under it): the next query gets a new one.
+                self._drop_paging()
+                raise
+
+    def _drop_paging(self) -> None:
+        paging, self._paging = self._paging, None
+        if paging is not None and paging is not self.session:
+            try:
+                paging.cleanup()
+            except Exception:  # noqa: BLE001 - a dead connection may fail to close; it is dropped either way
+                pass
+
+    def reset_connections(self) -> None:
+        """Drop every pooled connection (the session's and the paging clone's): after a server restart they are
+        dead, and the session reconnects lazily on the next call."""
+        with self._paging_lock:
+            self._drop_paging()
+        self.session.cleanup()
 
     # ------------------------------------------------------------------ construction
     @classmethod

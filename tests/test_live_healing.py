@@ -241,7 +241,7 @@ def _reconnect(h: LiveHarness) -> None:
     """Drop the harness' pooled connections (dead after a server restart); sessions reconnect lazily."""
     for zone in [h.svc, h.admin] + list(getattr(h, "_as", {}).values()):
         with contextlib.suppress(Exception):
-            zone.session.cleanup()
+            zone.reset_connections()
 
 
 def wait_final(h: LiveHarness, drop_id: str, since: float) -> Tuple[Dict[str, Any], float]:

@@ -227,3 +227,41 @@ def test_open_new_never_truncates_an_existing_object(fz: Tuple[Fake, PrcZone]) -
 def test_user_type(fz: Tuple[Fake, PrcZone]) -> None:
     _, z = fz
     assert z.user_type("alice") == "rodsuser" and z.user_type("ghost") is None
+
+
+def test_a_paging_connection_that_died_is_replaced_on_the_next_query() -> None:
+    """objects_under pages on one cloned session; a server restart kills its connection: the clone is dropped
+    on the error and the next call gets a new one (seen live: the stop/start healing test)."""
+    from policy.prc_zone import PrcZone
+
+    class Clone:
+        def __init__(self, fail: bool) -> None:
+            self.fail, self.cleaned = fail, False
+
+        def cleanup(self) -> None:
+            self.cleaned = True
+
+    class Session:
+        zone, username = "tempZone", "omero-svc"
+
+        def __init__(self) -> None:
+            self.clones: list = []
+
+        def clone(self) -> Clone:
+            self.clones.append(Clone(fail=not self.clones))  # the first one has a dead connection
+            return self.clones[-1]
+
+        def cleanup(self) -> None:
+            pass
+
+    sess = Session()
+    zone = PrcZone(sess)
+    with pytest.raises(ConnectionError):
+        with zone._one_connection() as s:
+            if s.fail:
+                raise ConnectionError("Could not receive server response")
+    with zone._one_connection() as s:
+        assert not s.fail
+    assert len(sess.clones) == 2 and sess.clones[0].cleaned
+    zone.reset_connections()
+    assert sess.clones[1].cleaned
