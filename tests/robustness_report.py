@@ -165,11 +165,9 @@ class Collector:
         total = CategoryTally()
         for name in sorted(n for n in self.categories if not n.startswith(LIVE_PREFIX)):
             t = self.categories[name]
-            outcomes = ", ".join("{} {}".format(k, v) for k, v in sorted(t.outcomes.items(), key=lambda kv: order(
-                kv[0])))
             final = "{} of {}".format(t.final, t.judged_final) if t.judged_final else "-"
             lines.append("| {} | {} | {} | {} | {} | {} | {} | {} | {} |".format(
-                name.replace("|", "\\|"), t.cases, outcomes.replace("|", "\\|"), t.lost, t.overwritten, t.escaped,
+                name.replace("|", "\\|"), t.cases, self._outcomes(t), t.lost, t.overwritten, t.escaped,
                 final, t.in_xfail, ", ".join("`{}`".format(s) for s in sorted(t.sources))))
             total.cases += t.cases
             total.lost += t.lost
